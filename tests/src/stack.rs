@@ -1,0 +1,169 @@
+//! A complete test stack on loopback: an authorization service (the reference one or a faulty
+//! stand-in), an upstream, and Envoy running one of the shipped bootstraps.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use authz_service::Key;
+
+use crate::envoy::{Bootstrap, Envoy, Target};
+use crate::http::Request;
+use crate::process::{workspace_binary, workspace_root, Process};
+
+/// What answers on the authorization cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authz {
+    /// The reference authorization service with the demo key.
+    Reference,
+    /// A server that answers every request with this status.
+    Status(u16),
+    /// A server that answers `status` after `delay_ms`.
+    Delayed { status: u16, delay_ms: u64 },
+    /// A server that never answers.
+    Hang,
+    /// A port where nothing listens, so connections are refused.
+    Refused,
+}
+
+/// Returns the demo JWKS file shared by the reference service and Envoy's jwt_authn.
+pub fn demo_jwks() -> PathBuf {
+    workspace_root().join("envoy-configs/demo-jwks.json")
+}
+
+/// Loads the demo signing key.
+pub fn demo_key() -> Result<Key, String> {
+    let path = demo_jwks();
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Key::from_jwks_json(&text)
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Starts the authorization side and returns its process (none for `Refused`) and port.
+pub fn start_authz(authz: Authz) -> Result<(Option<Process>, u16), String> {
+    let server = |args: &[&str]| -> Result<(Option<Process>, u16), String> {
+        let mut command = Command::new(workspace_binary("e2e-server")?);
+        command.args(args);
+        let (process, port) = Process::spawn_server("e2e-server", &mut command)?;
+        Ok((Some(process), port))
+    };
+    match authz {
+        Authz::Reference => {
+            let mut command = Command::new(workspace_binary("authz-service")?);
+            // Startup and per-request lines would mix with the test output; warnings still show.
+            command
+                .env("RUST_LOG", "warn")
+                .arg("--listen")
+                .arg("127.0.0.1:0")
+                .arg("--jwks")
+                .arg(demo_jwks());
+            let (process, port) = Process::spawn_server("authz-service", &mut command)?;
+            Ok((Some(process), port))
+        }
+        Authz::Status(status) => server(&["status", &status.to_string()]),
+        Authz::Delayed { status, delay_ms } => server(&[
+            "status",
+            &status.to_string(),
+            "--delay-ms",
+            &delay_ms.to_string(),
+        ]),
+        Authz::Hang => server(&["hang"]),
+        Authz::Refused => {
+            // Bind a free port and close it again: nothing listens there afterwards.
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")
+                .map_err(|e| format!("cannot bind a free port: {e}"))?;
+            let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+            drop(listener);
+            Ok((None, port))
+        }
+    }
+}
+
+/// Everything one scenario runs; dropping it stops every process.
+pub struct Stack {
+    pub envoy: Envoy,
+    pub authz: Option<Process>,
+    pub authz_port: u16,
+    pub upstream: Process,
+    pub upstream_port: u16,
+    pub key: Key,
+}
+
+impl Stack {
+    /// Starts a stack on `bootstrap`, changed by `edit` before Envoy starts.
+    pub fn start(
+        bootstrap: &Path,
+        authz: Authz,
+        edit: impl FnOnce(Bootstrap) -> Result<Bootstrap, String>,
+    ) -> Result<Self, String> {
+        let key = demo_key()?;
+        let (authz_process, authz_port) = start_authz(authz)?;
+        let mut command = Command::new(workspace_binary("e2e-server")?);
+        command.arg("echo");
+        let (upstream, upstream_port) = Process::spawn_server("upstream", &mut command)?;
+
+        let bootstrap = edit(Bootstrap::load(bootstrap)?.with_ports(authz_port, upstream_port))?;
+        let envoy = Envoy::start(&bootstrap)?;
+        Ok(Self {
+            envoy,
+            authz: authz_process,
+            authz_port,
+            upstream,
+            upstream_port,
+            key,
+        })
+    }
+
+    /// Starts `target`'s plain bootstrap with the given authorization side.
+    pub fn for_target(target: Target, authz: Authz) -> Result<Self, String> {
+        Self::start(&target.bootstrap(), authz, Ok)
+    }
+
+    /// Issues a valid token from the reference service's key; returns the token and its jti.
+    pub fn issue_token(&self, sub: &str) -> (String, String) {
+        let (token, jti, _exp) = authz_service::issue_token(&self.key, sub, 600, unix_now());
+        (token, jti)
+    }
+
+    /// Revokes `jti` at the reference authorization service.
+    pub fn revoke(&self, jti: &str) -> Result<(), String> {
+        let body = serde_json::json!({ "jti": jti }).to_string();
+        let response = Request::post("/revoke", body)
+            .header("content-type", "application/json")
+            .send(self.authz_port)?;
+        if response.status == 200 {
+            Ok(())
+        } else {
+            Err(format!(
+                "revoking {jti} failed with {}: {}",
+                response.status,
+                response.body_text()
+            ))
+        }
+    }
+
+    /// Stops the authorization service, as an outage would.
+    pub fn stop_authz(&mut self) {
+        if let Some(mut process) = self.authz.take() {
+            process.stop();
+        }
+    }
+
+    /// Returns how many requests reached the upstream.
+    pub fn upstream_requests(&self) -> Result<u64, String> {
+        let response = Request::get("/__requests").send(self.upstream_port)?;
+        response.body_text().trim().parse().map_err(|_| {
+            format!(
+                "upstream request count is not a number: {}",
+                response.body_text()
+            )
+        })
+    }
+}
