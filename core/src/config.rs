@@ -10,25 +10,52 @@
 //! running with a guess.
 
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::breaker::BreakerConfig;
 use crate::cluster::{authority_from_cluster, check_authority};
+use crate::retry::RetryPolicy;
 
 /// Default path of the authorization endpoint.
 pub const DEFAULT_AUTHORIZE_URL: &str = "/authorize";
 /// Default callout timeout, in milliseconds.
 pub const DEFAULT_TIMEOUT_MS: u64 = 2000;
 /// Allowed callout timeouts, in milliseconds.
-pub const TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u64> = 1..=60_000;
+pub const TIMEOUT_RANGE_MS: RangeInclusive<u64> = 1..=60_000;
+/// Default status sent when no decision arrives and `failOpen` is off.
+pub const DEFAULT_STATUS_ON_ERROR: u16 = 503;
 /// Longest `authorizeUrl` accepted, in bytes.
 const MAX_AUTHORIZE_URL_LEN: usize = 2048;
+/// Most fallback clusters accepted.
+const MAX_FALLBACK_CLUSTERS: usize = 8;
 
-const KNOWN_KEYS: &str = "cluster, authorizeUrl, timeout, authority";
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "cluster",
+    "authorizeUrl",
+    "timeout",
+    "authority",
+    "failOpen",
+    "statusOnError",
+    "retry",
+    "circuitBreaker",
+    "fallbackClusters",
+];
+const RETRY_KEYS: &[&str] = &["maxRetries", "baseInterval", "maxInterval", "perTryTimeout"];
+const BREAKER_KEYS: &[&str] = &["consecutiveFailures", "openInterval"];
+const UPSTREAM_KEYS: &[&str] = &["cluster", "authority"];
+
+/// An authorization cluster and the `:authority` its callouts carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub cluster: String,
+    pub authority: String,
+}
 
 /// A validated filter configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Envoy cluster that the callout is sent to.
     pub cluster: String,
@@ -36,8 +63,19 @@ pub struct Config {
     pub authority: String,
     /// `:path` of the callout.
     pub authorize_url: String,
-    /// Time the callout may take before the request fails closed.
+    /// Time one request may spend on callouts, retries and backoff included.
     pub timeout: Duration,
+    /// Clusters tried in order when the primary gives no decision or its breaker is open.
+    pub fallbacks: Vec<Upstream>,
+    /// Lets a request through, marked with a header, when no decision arrives.
+    pub fail_open: bool,
+    /// Status sent when no decision arrives and `fail_open` is off.
+    pub status_on_error: u16,
+    pub retry: RetryPolicy,
+    /// Time one callout may take, at most `timeout`.
+    pub per_try_timeout: Duration,
+    /// Circuit breaker per cluster; `None` when not configured.
+    pub breaker: Option<BreakerConfig>,
 }
 
 /// A configuration that cannot be used, with the key, the value and what is allowed.
@@ -84,36 +122,32 @@ impl Config {
         Self::from_object(&object)
     }
 
-    fn from_object(object: &Map<String, Value>) -> Result<Self, ConfigError> {
-        if let Some(key) = object
-            .keys()
-            .find(|k| !KNOWN_KEYS.split(", ").any(|known| known == *k))
-        {
-            return Err(ConfigError::new(format!(
-                "unknown key \"{key}\"; allowed keys are {KNOWN_KEYS}"
-            )));
+    /// Returns the primary cluster followed by the fallbacks.
+    pub fn upstream(&self, index: usize) -> Option<(&str, &str)> {
+        match index {
+            0 => Some((&self.cluster, &self.authority)),
+            _ => self
+                .fallbacks
+                .get(index - 1)
+                .map(|u| (u.cluster.as_str(), u.authority.as_str())),
         }
+    }
 
-        let cluster = match object.get("cluster") {
-            None => {
-                return Err(ConfigError::new(
-                    "missing key \"cluster\"; expected the name of the Envoy cluster of the \
-                     authorization service, such as \"outbound|8080||authz.ns.svc.cluster.local\"",
-                ))
-            }
-            Some(value) => non_empty_string("cluster", value)?,
-        };
+    /// Returns how many clusters a request may try: the primary and the fallbacks.
+    pub fn upstream_count(&self) -> usize {
+        1 + self.fallbacks.len()
+    }
 
-        let authority = match object.get("authority") {
-            Some(value) => {
-                let authority = non_empty_string("authority", value)?;
-                check_authority(authority)
-                    .map_err(|_| ConfigError::invalid("authority", value, "a host or host:port"))?;
-                authority
-            }
-            None => authority_from_cluster(cluster)
-                .map_err(|e| ConfigError::new(format!("invalid value for \"cluster\": {e}")))?,
-        };
+    fn from_object(object: &Map<String, Value>) -> Result<Self, ConfigError> {
+        check_keys(object, "", TOP_LEVEL_KEYS)?;
+
+        if !object.contains_key("cluster") {
+            return Err(ConfigError::new(
+                "missing key \"cluster\"; expected the name of the Envoy cluster of the \
+                 authorization service, such as \"outbound|8080||authz.ns.svc.cluster.local\"",
+            ));
+        }
+        let primary = upstream(object, "")?;
 
         let authorize_url = match object.get("authorizeUrl") {
             None => DEFAULT_AUTHORIZE_URL,
@@ -133,31 +167,240 @@ impl Config {
             }
         };
 
-        let timeout_ms = match object.get("timeout") {
-            None => DEFAULT_TIMEOUT_MS,
-            Some(value) => match value.as_u64() {
-                Some(ms) if TIMEOUT_RANGE_MS.contains(&ms) => ms,
-                _ => {
-                    return Err(ConfigError::invalid(
-                        "timeout",
-                        value,
-                        format_args!(
-                            "a whole number of milliseconds from {} to {}",
-                            TIMEOUT_RANGE_MS.start(),
-                            TIMEOUT_RANGE_MS.end()
-                        ),
-                    ))
-                }
-            },
+        let timeout = milliseconds(object, "", "timeout", TIMEOUT_RANGE_MS, DEFAULT_TIMEOUT_MS)?;
+        let fail_open = match object.get("failOpen") {
+            None => false,
+            Some(value) => value
+                .as_bool()
+                .ok_or_else(|| ConfigError::invalid("failOpen", value, "true or false"))?,
         };
+        let status_on_error = integer(
+            object,
+            "",
+            "statusOnError",
+            400..=599,
+            u64::from(DEFAULT_STATUS_ON_ERROR),
+            "an HTTP status",
+        )?;
+        let (retry, per_try_timeout) = retry(object.get("retry"), timeout)?;
+        let breaker = breaker(object.get("circuitBreaker"))?;
+        let fallbacks = fallbacks(object.get("fallbackClusters"))?;
 
         Ok(Self {
-            cluster: cluster.to_owned(),
-            authority: authority.to_owned(),
+            cluster: primary.cluster,
+            authority: primary.authority,
             authorize_url: authorize_url.to_owned(),
-            timeout: Duration::from_millis(timeout_ms),
+            timeout,
+            fallbacks,
+            fail_open,
+            // Bounded to 400..=599 above.
+            status_on_error: status_on_error as u16,
+            retry,
+            per_try_timeout,
+            breaker,
         })
     }
+}
+
+/// Reads `cluster` and the optional `authority` of one upstream; `prefix` names the enclosing key.
+fn upstream(object: &Map<String, Value>, prefix: &str) -> Result<Upstream, ConfigError> {
+    let cluster_key = format!("{prefix}cluster");
+    let cluster = match object.get("cluster") {
+        Some(value) => non_empty_string(&cluster_key, value)?,
+        None => return Err(ConfigError::new(format!("missing key \"{cluster_key}\""))),
+    };
+    let authority = match object.get("authority") {
+        Some(value) => {
+            let key = format!("{prefix}authority");
+            let authority = non_empty_string(&key, value)?;
+            check_authority(authority)
+                .map_err(|_| ConfigError::invalid(&key, value, "a host or host:port"))?;
+            authority
+        }
+        None => authority_from_cluster(cluster)
+            .map_err(|e| ConfigError::new(format!("invalid value for \"{cluster_key}\": {e}")))?,
+    };
+    Ok(Upstream {
+        cluster: cluster.to_owned(),
+        authority: authority.to_owned(),
+    })
+}
+
+fn fallbacks(value: Option<&Value>) -> Result<Vec<Upstream>, ConfigError> {
+    const ALLOWED: &str = "an array of cluster names or {\"cluster\", \"authority\"} objects";
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let Some(items) = value.as_array() else {
+        return Err(ConfigError::invalid("fallbackClusters", value, ALLOWED));
+    };
+    if items.len() > MAX_FALLBACK_CLUSTERS {
+        return Err(ConfigError::invalid(
+            "fallbackClusters",
+            value,
+            format_args!("at most {MAX_FALLBACK_CLUSTERS} clusters"),
+        ));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let prefix = format!("fallbackClusters[{index}].");
+            match item {
+                Value::String(_) => {
+                    let mut object = Map::new();
+                    object.insert("cluster".to_owned(), item.clone());
+                    upstream(&object, &prefix)
+                }
+                Value::Object(object) => {
+                    check_keys(object, &prefix, UPSTREAM_KEYS)?;
+                    upstream(object, &prefix)
+                }
+                _ => Err(ConfigError::invalid(
+                    &format!("fallbackClusters[{index}]"),
+                    item,
+                    ALLOWED,
+                )),
+            }
+        })
+        .collect()
+}
+
+fn retry(value: Option<&Value>, timeout: Duration) -> Result<(RetryPolicy, Duration), ConfigError> {
+    let Some(value) = value else {
+        return Ok((RetryPolicy::DISABLED, timeout));
+    };
+    let object = as_object("retry", value)?;
+    check_keys(object, "retry.", RETRY_KEYS)?;
+    let defaults = RetryPolicy::DISABLED;
+    let max_retries = integer(object, "retry.", "maxRetries", 0..=5, 0, "a whole number")?;
+    let base_interval = milliseconds(
+        object,
+        "retry.",
+        "baseInterval",
+        1..=10_000,
+        defaults.base_interval.as_millis() as u64,
+    )?;
+    let max_interval = milliseconds(
+        object,
+        "retry.",
+        "maxInterval",
+        1..=60_000,
+        defaults.max_interval.as_millis() as u64,
+    )?;
+    if max_interval < base_interval {
+        return Err(ConfigError::new(format!(
+            "invalid value for \"retry.maxInterval\": {} ms is less than \"retry.baseInterval\" \
+             {} ms",
+            max_interval.as_millis(),
+            base_interval.as_millis()
+        )));
+    }
+    let timeout_ms = timeout.as_millis() as u64;
+    let per_try_timeout = milliseconds(
+        object,
+        "retry.",
+        "perTryTimeout",
+        1..=timeout_ms,
+        timeout_ms,
+    )?;
+    let policy = RetryPolicy {
+        max_retries: max_retries as u32,
+        base_interval,
+        max_interval,
+    };
+    Ok((policy, per_try_timeout))
+}
+
+fn breaker(value: Option<&Value>) -> Result<Option<BreakerConfig>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let object = as_object("circuitBreaker", value)?;
+    check_keys(object, "circuitBreaker.", BREAKER_KEYS)?;
+    let consecutive_failures = integer(
+        object,
+        "circuitBreaker.",
+        "consecutiveFailures",
+        1..=1000,
+        5,
+        "a whole number",
+    )?;
+    let open_interval = milliseconds(
+        object,
+        "circuitBreaker.",
+        "openInterval",
+        1..=3_600_000,
+        10_000,
+    )?;
+    Ok(Some(BreakerConfig {
+        consecutive_failures: consecutive_failures as u32,
+        open_interval,
+    }))
+}
+
+fn as_object<'v>(key: &str, value: &'v Value) -> Result<&'v Map<String, Value>, ConfigError> {
+    value
+        .as_object()
+        .ok_or_else(|| ConfigError::invalid(key, value, "a JSON object"))
+}
+
+fn check_keys(
+    object: &Map<String, Value>,
+    prefix: &str,
+    allowed: &[&str],
+) -> Result<(), ConfigError> {
+    match object.keys().find(|k| !allowed.contains(&k.as_str())) {
+        None => Ok(()),
+        Some(key) => Err(ConfigError::new(format!(
+            "unknown key \"{prefix}{key}\"; allowed keys{} are {}",
+            if prefix.is_empty() {
+                String::new()
+            } else {
+                format!(" in \"{}\"", prefix.trim_end_matches('.'))
+            },
+            allowed.join(", ")
+        ))),
+    }
+}
+
+fn integer(
+    object: &Map<String, Value>,
+    prefix: &str,
+    key: &str,
+    range: RangeInclusive<u64>,
+    default: u64,
+    what: &str,
+) -> Result<u64, ConfigError> {
+    match object.get(key) {
+        None => Ok(default),
+        Some(value) => match value.as_u64() {
+            Some(n) if range.contains(&n) => Ok(n),
+            _ => Err(ConfigError::invalid(
+                &format!("{prefix}{key}"),
+                value,
+                format_args!("{what} from {} to {}", range.start(), range.end()),
+            )),
+        },
+    }
+}
+
+fn milliseconds(
+    object: &Map<String, Value>,
+    prefix: &str,
+    key: &str,
+    range: RangeInclusive<u64>,
+    default: u64,
+) -> Result<Duration, ConfigError> {
+    integer(
+        object,
+        prefix,
+        key,
+        range,
+        default,
+        "a whole number of milliseconds",
+    )
+    .map(Duration::from_millis)
 }
 
 fn non_empty_string<'v>(key: &str, value: &'v Value) -> Result<&'v str, ConfigError> {
@@ -337,5 +580,94 @@ mod tests {
         let message = error(&json);
         assert!(message.len() < 400, "{message}");
         assert!(message.contains("..."), "{message}");
+    }
+
+    #[test]
+    fn resilience_defaults_keep_fail_closed() {
+        let config = parse(r#"{"cluster": "authz"}"#).unwrap();
+        assert!(!config.fail_open);
+        assert_eq!(config.status_on_error, 503);
+        assert_eq!(config.retry.max_retries, 0);
+        assert_eq!(config.per_try_timeout, config.timeout);
+        assert_eq!(config.breaker, None);
+        assert!(config.fallbacks.is_empty());
+        assert_eq!(config.upstream_count(), 1);
+    }
+
+    #[test]
+    fn resilience_keys_read() {
+        let config = parse(
+            r#"{"cluster": "outbound|8080||authz.a.svc", "timeout": 1000, "failOpen": true,
+                "statusOnError": 403,
+                "retry": {"maxRetries": 2, "baseInterval": 10, "maxInterval": 80, "perTryTimeout": 300},
+                "circuitBreaker": {"consecutiveFailures": 4, "openInterval": 5000},
+                "fallbackClusters": ["outbound|8080||authz.b.svc",
+                                     {"cluster": "authz_dr", "authority": "authz.dr:9000"}]}"#,
+        )
+        .unwrap();
+        assert!(config.fail_open);
+        assert_eq!(config.status_on_error, 403);
+        assert_eq!(
+            config.retry,
+            RetryPolicy {
+                max_retries: 2,
+                base_interval: Duration::from_millis(10),
+                max_interval: Duration::from_millis(80),
+            }
+        );
+        assert_eq!(config.per_try_timeout, Duration::from_millis(300));
+        assert_eq!(
+            config.breaker,
+            Some(BreakerConfig {
+                consecutive_failures: 4,
+                open_interval: Duration::from_secs(5),
+            })
+        );
+        assert_eq!(config.upstream_count(), 3);
+        assert_eq!(
+            config.upstream(0),
+            Some(("outbound|8080||authz.a.svc", "authz.a.svc"))
+        );
+        assert_eq!(
+            config.upstream(1),
+            Some(("outbound|8080||authz.b.svc", "authz.b.svc"))
+        );
+        assert_eq!(config.upstream(2), Some(("authz_dr", "authz.dr:9000")));
+        assert_eq!(config.upstream(3), None);
+    }
+
+    #[test]
+    fn resilience_values_checked() {
+        let cases = [
+            (r#""failOpen": "yes""#, "\"failOpen\": string \"yes\"; expected true or false"),
+            (r#""statusOnError": 200"#, "\"statusOnError\": number 200; expected an HTTP status from 400 to 599"),
+            (r#""retry": 3"#, "\"retry\": number 3; expected a JSON object"),
+            (r#""retry": {"maxRetries": 9}"#, "\"retry.maxRetries\": number 9"),
+            (r#""retry": {"tries": 1}"#, "unknown key \"retry.tries\"; allowed keys in \"retry\""),
+            (r#""retry": {"baseInterval": 100, "maxInterval": 50}"#, "less than \"retry.baseInterval\""),
+            (r#""retry": {"perTryTimeout": 2001}"#, "\"retry.perTryTimeout\": number 2001; expected a whole number of milliseconds from 1 to 2000"),
+            (r#""circuitBreaker": {"consecutiveFailures": 0}"#, "\"circuitBreaker.consecutiveFailures\": number 0"),
+            (r#""circuitBreaker": {"openInterval": -1}"#, "\"circuitBreaker.openInterval\": number -1"),
+            (r#""fallbackClusters": "authz""#, "\"fallbackClusters\": string \"authz\""),
+            (r#""fallbackClusters": [5]"#, "\"fallbackClusters[0]\": number 5"),
+            (r#""fallbackClusters": [{"authority": "a"}]"#, "missing key \"fallbackClusters[0].cluster\""),
+            (r#""fallbackClusters": ["outbound_.80_._.b"]"#, "\"fallbackClusters[0].cluster\": the cluster name has Istio's SNI form"),
+            (r#""fallbackClusters": [{"cluster": "b", "weight": 1}]"#, "unknown key \"fallbackClusters[0].weight\""),
+        ];
+        for (fragment, expected) in cases {
+            let json = format!(r#"{{"cluster": "authz", {fragment}}}"#);
+            let message = error(&json);
+            assert!(message.contains(expected), "{json}: {message}");
+        }
+    }
+
+    #[test]
+    fn too_many_fallbacks_rejected() {
+        let names: Vec<String> = (0..9).map(|i| format!("\"authz{i}\"")).collect();
+        let message = error(&format!(
+            r#"{{"cluster": "authz", "fallbackClusters": [{}]}}"#,
+            names.join(", ")
+        ));
+        assert!(message.contains("at most 8 clusters"), "{message}");
     }
 }

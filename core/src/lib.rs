@@ -6,9 +6,11 @@
 //! the service's answer to a verdict. It does no I/O, reads no clock and has no FFI, so the
 //! proxy-wasm and dynamic-module targets share it and differ only in how they talk to Envoy.
 
+pub mod breaker;
 pub mod cluster;
 pub mod config;
 pub mod log_limit;
+pub mod retry;
 pub mod stream;
 pub mod token;
 pub mod verdict;

@@ -3,7 +3,7 @@
 //! A target turns host events into calls on [`Stream`] and carries out the [`Action`] it returns:
 //!
 //! 1. Request headers arrive: [`Stream::on_request_headers`] returns [`Action::Dispatch`] with the
-//!    callout to send (the target pauses the request until the answer), or [`Action::Finish`].
+//!    callout to send (the target pauses the request until the response), or [`Action::Finish`].
 //! 2. The callout completes: [`Stream::on_callout_response`] or [`Stream::on_callout_failure`]
 //!    returns [`Action::Finish`].
 //! 3. On [`Action::Finish`] the target continues the request when the verdict allows it, and sends
@@ -87,7 +87,7 @@ impl Callout<'_> {
     }
 }
 
-/// What the target does next.
+/// The next step for the target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action<'c> {
     /// Send this callout and hold the request until it completes.
@@ -116,7 +116,7 @@ impl Stream {
         Self::default()
     }
 
-    /// The `jti` of the request's token, once it has been read.
+    /// Returns the `jti` of the request's token, once it has been read.
     pub fn jti(&self) -> Option<&str> {
         self.jti.as_deref()
     }

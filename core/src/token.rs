@@ -11,7 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
-/// Why an `Authorization` header or its token cannot be used.
+/// Reasons an `Authorization` header or its token cannot be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenError {
     /// The header uses another scheme, such as `Basic`.
@@ -62,11 +62,11 @@ pub fn bearer_token(value: &[u8]) -> Result<&str, TokenError> {
         ));
     }
     if body_len + padding_len != token.len() {
-        let next = token[body_len + padding_len];
-        return Err(TokenError::InvalidRequest(if next == b' ' {
-            "the Authorization header has text after the bearer token"
-        } else {
-            "the bearer token contains a character not allowed in a b64token"
+        return Err(TokenError::InvalidRequest(match token[body_len + padding_len] {
+            b' ' => "the Authorization header has text after the bearer token",
+            // Envoy joins repeated HTTP/1.1 headers with commas, and a b64token has none.
+            b',' => "the request has more than one Authorization header",
+            _ => "the bearer token contains a character not allowed in a b64token",
         }));
     }
 
@@ -131,7 +131,7 @@ fn is_base64url_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
 
-/// What a JWT payload says of `jti`.
+/// The `jti` claim as found in a JWT payload.
 enum JtiClaim<'de> {
     Missing,
     Found(Cow<'de, str>),
@@ -282,6 +282,16 @@ mod tests {
             bearer_token(b"Bearer abc extra"),
             Err(TokenError::InvalidRequest(
                 "the Authorization header has text after the bearer token"
+            ))
+        );
+    }
+
+    #[test]
+    fn bearer_joined_values() {
+        assert_eq!(
+            bearer_token(b"Bearer abc,Bearer abc"),
+            Err(TokenError::InvalidRequest(
+                "the request has more than one Authorization header"
             ))
         );
     }

@@ -6,15 +6,15 @@
 
 use std::fmt;
 
-/// Why the authorization service gave no decision.
+/// Reasons the authorization service gave no decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoDecision {
-    /// The callout timed out; Envoy answers it with a synthetic 504.
+    /// The callout timed out, which Envoy reports as a synthetic 504 response.
     Timeout,
-    /// Envoy could not connect to the service or the connection was reset; Envoy answers it with a
-    /// synthetic 503, or reports the failure without a response.
+    /// Envoy could not connect to the service or the connection was reset. Envoy reports this as a
+    /// synthetic 503 response, or as a failure without a response.
     ConnectFailure,
-    /// The service answered with a status other than 200, 401 or 403.
+    /// The service responded with a status other than 200, 401 or 403.
     UnexpectedStatus(u16),
     /// The response had no valid `:status`.
     MissingStatus,

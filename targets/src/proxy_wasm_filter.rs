@@ -125,8 +125,8 @@ impl Filter {
     fn finish(&mut self, verdict: &Verdict) -> HostAction {
         let jti = self.stream.jti().unwrap_or("-");
         debug!("jti {jti:?}: {}: {verdict}", verdict.label());
-        if let Verdict::NoDecision(why) = verdict {
-            self.warn_no_decision(why);
+        if let Verdict::NoDecision(reason) = verdict {
+            self.warn_no_decision(reason);
         }
 
         match verdict.local_reply() {
@@ -142,14 +142,14 @@ impl Filter {
         }
     }
 
-    fn warn_no_decision(&self, why: &NoDecision) {
+    fn warn_no_decision(&self, reason: &NoDecision) {
         let now = self
             .get_current_time()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         if let Some(suppressed) = self.warnings.borrow_mut().allow(now) {
             warn!(
-                "{why} (cluster {:?}); request denied with 503; \
+                "{reason} (cluster {:?}); request denied with 503; \
                  {suppressed} similar warnings suppressed",
                 self.config.cluster
             );

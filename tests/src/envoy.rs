@@ -1,10 +1,10 @@
 //! Starting a real Envoy from one of the shipped bootstraps in `envoy-configs/`.
 //!
-//! The shipped files use fixed loopback ports. Before a test starts Envoy, every `port_value` in
-//! the file is rewritten: the authorization service's 9001 and the upstream's 9002 become the
-//! ports of the servers the test started, and every other port (listeners, admin) becomes 0, so
-//! the kernel picks a free one and two runs cannot collide. The bound ports are read back from
-//! the admin endpoint.
+//! The shipped files use fixed loopback ports. Before a test starts Envoy, it rewrites every
+//! `port_value` in the file. The authorization service's 9001 and the upstream's 9002 become the
+//! ports of the servers the test started. Every other port (listeners, admin) becomes 0, so the
+//! kernel picks a free one and two runs cannot collide. The bound ports are read back from the
+//! admin endpoint.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -40,7 +40,7 @@ impl Target {
         }
     }
 
-    /// The bootstrap with only this filter in front of the upstream.
+    /// Returns the bootstrap with only this filter in front of the upstream.
     pub fn bootstrap(self) -> PathBuf {
         workspace_root().join(match self {
             Target::Wasm => "envoy-configs/wasm.yaml",
@@ -48,7 +48,7 @@ impl Target {
         })
     }
 
-    /// The bootstrap with Envoy's jwt_authn checking signatures before this filter.
+    /// Returns the bootstrap with Envoy's jwt_authn checking signatures before this filter.
     pub fn bootstrap_with_jwt_authn(self) -> PathBuf {
         workspace_root().join(match self {
             Target::Wasm => "envoy-configs/wasm-jwt-authn.yaml",
@@ -82,6 +82,8 @@ pub fn envoy_command() -> PathBuf {
 pub struct Bootstrap {
     source: PathBuf,
     text: String,
+    /// Directory Envoy searches for `libjwt_revocation.so`; `target/release` unless set.
+    module_dir: Option<PathBuf>,
 }
 
 impl Bootstrap {
@@ -91,7 +93,14 @@ impl Bootstrap {
         Ok(Self {
             source: path.to_owned(),
             text,
+            module_dir: None,
         })
+    }
+
+    /// Makes Envoy load the dynamic module from `dir` instead of `target/release`.
+    pub fn with_module_dir(mut self, dir: PathBuf) -> Self {
+        self.module_dir = Some(dir);
+        self
     }
 
     /// Points the authorization cluster and the upstream cluster at the given ports and lets
@@ -160,13 +169,14 @@ impl Envoy {
             .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
 
         let root = workspace_root();
+        let module_dir = bootstrap
+            .module_dir
+            .clone()
+            .unwrap_or_else(|| root.join("target/release"));
         let mut command = Command::new(envoy_command());
         command
             .current_dir(root)
-            .env(
-                "ENVOY_DYNAMIC_MODULES_SEARCH_PATH",
-                root.join("target/release"),
-            )
+            .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", module_dir)
             .arg("-c")
             .arg(&config_path)
             .arg("--use-dynamic-base-id")
@@ -330,6 +340,7 @@ mod tests {
         let bootstrap = Bootstrap {
             source: PathBuf::from("x.yaml"),
             text: "timeout: 2000".into(),
+            module_dir: None,
         };
         assert!(bootstrap.replace("\"timeout\": 5", "x").is_err());
     }

@@ -11,14 +11,14 @@ use crate::envoy::{Bootstrap, Envoy, Target};
 use crate::http::Request;
 use crate::process::{workspace_binary, workspace_root, Process};
 
-/// What answers on the authorization cluster.
+/// The server behind the authorization cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Authz {
     /// The reference authorization service with the demo key.
     Reference,
-    /// A server that answers every request with this status.
+    /// A server that responds to every request with this status.
     Status(u16),
-    /// A server that answers `status` after `delay_ms`.
+    /// A server that responds with `status` after `delay_ms`.
     Delayed { status: u16, delay_ms: u64 },
     /// A server that never answers.
     Hang,

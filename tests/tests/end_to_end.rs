@@ -190,6 +190,11 @@ fn header_forms(target: Target) {
         &token,
         "two headers",
     );
+    let challenge = response.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.contains("more than one Authorization header"),
+        "two headers: {challenge}"
+    );
 
     let response = send(
         &stack,
@@ -381,6 +386,17 @@ fn concurrent_mixed_tokens(target: Target) {
     for handle in handles {
         let (i, expected, response) = handle.join().unwrap();
         let response = response.unwrap_or_else(|e| panic!("request {i} failed: {e}"));
+        if response.status != expected {
+            let stats = stack.envoy.stats().unwrap();
+            let cluster: Vec<_> = stats
+                .iter()
+                .filter(|(name, value)| name.contains("authz") && **value > 0)
+                .collect();
+            eprintln!(
+                "authorization cluster stats: {cluster:#?}\n{}",
+                stack.envoy.log()
+            );
+        }
         assert_status(&response, expected, &format!("concurrent request {i}"));
     }
     assert_eq!(
@@ -488,6 +504,58 @@ per_target!(
     callout_connections_reused,
     jwt_authn_chain,
 );
+
+/// Directory of the module built with the `panic-test` feature (`make module-panic-test`).
+fn panic_test_module_dir() -> std::path::PathBuf {
+    workspace_root().join("target/panic-test/release")
+}
+
+#[test]
+fn dynamic_module_panic_fails_closed() {
+    let dir = panic_test_module_dir();
+    assert!(
+        dir.join("libjwt_revocation.so").is_file(),
+        "{} is missing; build it with `make module-panic-test`",
+        dir.display()
+    );
+    let stack = Stack::start(&Target::DynamicModule.bootstrap(), Authz::Reference, |b| {
+        Ok(b.with_module_dir(dir))
+    })
+    .unwrap();
+    let (token, _) = stack.issue_token("alice");
+
+    let panicking = Request::get("/")
+        .bearer(&token)
+        .header("x-jwt-revocation-test-panic", "1");
+    let response = send(&stack, panicking);
+    assert_status(&response, 503, "request whose hook panics");
+    assert_eq!(
+        stack.upstream_requests().unwrap(),
+        0,
+        "a panic must not let the request through"
+    );
+
+    let response = send(&stack, Request::get("/").bearer(&token));
+    assert_status(&response, 200, "next request after a panic");
+    assert_eq!(stack.upstream_requests().unwrap(), 1);
+}
+
+#[test]
+fn dynamic_module_route_disabled() {
+    let stack = start(Target::DynamicModule, Authz::Reference);
+    let response = send(&stack, Request::get("/healthz"));
+    assert_status(&response, 200, "route with {\"disabled\": true}");
+    assert_eq!(
+        authz_requests(&stack),
+        0,
+        "a disabled route makes no callout"
+    );
+    assert_status(
+        &send(&stack, Request::get("/other")),
+        401,
+        "other routes still checked",
+    );
+}
 
 #[test]
 fn shipped_bootstraps_validate() {
