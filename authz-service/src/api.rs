@@ -157,16 +157,20 @@ impl Service {
     }
 }
 
-/// Returns the 413 response for a request body longer than `max_bytes`.
-pub(crate) fn payload_too_large(max_bytes: usize) -> ApiResponse {
-    let description = format!("request body is longer than {max_bytes} bytes");
-    error_response(413, "invalid_request", &description)
+/// Returns the response for a request that the HTTP server rejected before routing it, such as
+/// a malformed request line or a body longer than the limit.
+pub(crate) fn rejected_request(status: u16, description: &str) -> ApiResponse {
+    error_response(status, "invalid_request", description)
 }
 
-/// Returns the 400 response for a request body that could not be read.
-pub(crate) fn unreadable_body(error: &std::io::Error) -> ApiResponse {
-    let description = format!("failed to read request body: {error}");
-    error_response(400, "invalid_request", &description)
+/// Returns the 503 response for a connection that the server does not serve.
+pub(crate) fn unavailable(description: &str) -> ApiResponse {
+    error_response(503, "temporarily_unavailable", description)
+}
+
+/// Returns the 500 response for a request whose handler panicked.
+pub(crate) fn internal_error() -> ApiResponse {
+    error_response(500, "server_error", "request handler failed")
 }
 
 /// Extracts the token from the only `Authorization` header, whose scheme must be `Bearer` in any

@@ -8,11 +8,13 @@
 //! ```no_run
 //! let jwks = std::fs::read_to_string("envoy-configs/demo-jwks.json").unwrap();
 //! let key = authz_service::Key::from_jwks_json(&jwks).unwrap();
-//! let server = authz_service::serve("127.0.0.1:0", key, 4).unwrap();
+//! let server = authz_service::serve("127.0.0.1:0", key, 64).unwrap();
 //! println!("listening on {}", server.local_addr());
 //! ```
 
 mod api;
+mod connection;
+mod http;
 mod jwt;
 mod key;
 mod revocation;

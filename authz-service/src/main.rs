@@ -9,7 +9,9 @@ use std::process::ExitCode;
 use authz_service::{serve, Key};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:9001";
-const DEFAULT_WORKERS: usize = 4;
+/// Default maximum number of open connections. Envoy's HTTP/1.1 connection pool sends one
+/// request at a time on a connection, so it opens one connection per callout in flight.
+const DEFAULT_MAX_CONNECTIONS: usize = 256;
 
 /// Exit code for invalid command-line arguments.
 const USAGE_EXIT_CODE: u8 = 2;
@@ -26,9 +28,14 @@ Options:
                   signs and verifies tokens with this key. Required.
   --listen ADDR   IP address and TCP port to listen on. Port 0 picks a free port.
                   [default: 127.0.0.1:9001]
-  --workers N     number of threads that handle requests, at least 1. [default: 4]
+  --workers N     maximum number of connections open at once, each served by
+                  its own thread, at least 1. A connection beyond it gets a 503
+                  response. [default: 256]
   -h, --help      print this help and exit
   -V, --version   print the version and exit
+
+Connections stay open between requests (HTTP/1.1 keep-alive), and the service
+closes one after 60 s without a request.
 
 On start the service prints one line, `listening on IP:PORT`, to standard
 output. Logs go to standard error at level info. Set RUST_LOG=debug to log
@@ -45,7 +52,7 @@ HTTP API:
 struct Options {
     jwks: PathBuf,
     listen: SocketAddr,
-    workers: usize,
+    max_connections: usize,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -93,12 +100,12 @@ fn run(options: &Options) -> Result<(), String> {
         Key::from_jwks_json(&jwks).map_err(|error| format!("invalid JWKS file {path}: {error}"))?;
     let kid = key.kid().to_string();
 
-    let server = serve(options.listen, key, options.workers)
+    let server = serve(options.listen, key, options.max_connections)
         .map_err(|error| format!("failed to listen on {}: {error}", options.listen))?;
     let local_addr = server.local_addr();
     log::info!(
-        "authorization service started: address={local_addr} kid={kid} workers={}",
-        options.workers
+        "authorization service started: address={local_addr} kid={kid} max_connections={}",
+        options.max_connections
     );
 
     // Test harnesses that pass port 0 read the bound port from this line.
@@ -115,7 +122,7 @@ fn run(options: &Options) -> Result<(), String> {
 fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
     let mut jwks = None;
     let mut listen = DEFAULT_LISTEN.to_string();
-    let mut workers = DEFAULT_WORKERS.to_string();
+    let mut max_connections = DEFAULT_MAX_CONNECTIONS.to_string();
 
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -141,7 +148,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Strin
                 match name.as_str() {
                     "--jwks" => jwks = Some(PathBuf::from(value)),
                     "--listen" => listen = value,
-                    _ => workers = value,
+                    _ => max_connections = value,
                 }
             }
             _ => return Err(format!("unknown argument {arg:?}")),
@@ -152,11 +159,11 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Strin
     let listen = listen.parse().map_err(|_| {
         format!("invalid --listen address {listen:?}, expected IP:PORT such as {DEFAULT_LISTEN}")
     })?;
-    let workers = match workers.parse::<usize>() {
-        Ok(workers) if workers >= 1 => workers,
+    let max_connections = match max_connections.parse::<usize>() {
+        Ok(max_connections) if max_connections >= 1 => max_connections,
         _ => {
             return Err(format!(
-                "invalid --workers value {workers:?}, expected an integer of at least 1"
+                "invalid --workers value {max_connections:?}, expected an integer of at least 1"
             ))
         }
     };
@@ -164,7 +171,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Strin
     Ok(Command::Run(Options {
         jwks,
         listen,
-        workers,
+        max_connections,
     }))
 }
 
@@ -185,7 +192,7 @@ mod tests {
             Command::Run(Options {
                 jwks: PathBuf::from("keys.json"),
                 listen: DEFAULT_LISTEN.parse().unwrap(),
-                workers: DEFAULT_WORKERS,
+                max_connections: DEFAULT_MAX_CONNECTIONS,
             })
         );
     }
@@ -204,7 +211,7 @@ mod tests {
         let expected = Command::Run(Options {
             jwks: PathBuf::from("k.json"),
             listen: "127.0.0.1:0".parse().unwrap(),
-            workers: 2,
+            max_connections: 2,
         });
 
         assert_eq!(separate.unwrap(), expected);
