@@ -10,6 +10,7 @@ pub mod breaker;
 pub mod cluster;
 pub mod config;
 pub mod log_limit;
+pub mod metrics;
 pub mod retry;
 pub mod stream;
 pub mod token;
@@ -17,5 +18,7 @@ pub mod verdict;
 
 pub use config::{Config, ConfigError};
 pub use log_limit::LogLimiter;
-pub use stream::{Action, Callout, RequestInfo, Stream};
-pub use verdict::{LocalReply, NoDecision, Verdict};
+pub use metrics::{Counter, NoMetrics, Recorder};
+pub use retry::Jitter;
+pub use stream::{Action, Breakers, Callout, Env, RequestInfo, Stream};
+pub use verdict::{LocalReply, NoDecision, Verdict, FAILURE_MODE_HEADER};

@@ -41,6 +41,28 @@ impl RetryPolicy {
     }
 }
 
+/// A small pseudo-random generator (SplitMix64) for backoff jitter, seeded by the target from its
+/// clock. Jitter only spreads retries apart, so it needs no cryptographic quality.
+#[derive(Debug, Clone)]
+pub struct Jitter(u64);
+
+impl Jitter {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// Returns the next number in `[0, 1)`.
+    pub fn next_unit(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        // The top 53 bits fill an f64 mantissa exactly.
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +96,20 @@ mod tests {
         let policy = policy();
         assert_eq!(policy.backoff(1, 0.0), Duration::ZERO);
         assert_eq!(policy.backoff(1, 0.5), Duration::from_millis(20));
+    }
+
+    #[test]
+    fn jitter_in_unit_interval() {
+        let mut jitter = Jitter::new(42);
+        let samples: Vec<f64> = (0..1000).map(|_| jitter.next_unit()).collect();
+        assert!(samples.iter().all(|x| (0.0..1.0).contains(x)));
+        let mean = samples.iter().sum::<f64>() / samples.len() as f64;
+        assert!((0.4..0.6).contains(&mean), "mean {mean}");
+    }
+
+    #[test]
+    fn jitter_seeds_differ() {
+        assert_ne!(Jitter::new(1).next_unit(), Jitter::new(2).next_unit());
     }
 
     #[test]

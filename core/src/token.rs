@@ -62,12 +62,14 @@ pub fn bearer_token(value: &[u8]) -> Result<&str, TokenError> {
         ));
     }
     if body_len + padding_len != token.len() {
-        return Err(TokenError::InvalidRequest(match token[body_len + padding_len] {
-            b' ' => "the Authorization header has text after the bearer token",
-            // Envoy joins repeated HTTP/1.1 headers with commas, and a b64token has none.
-            b',' => "the request has more than one Authorization header",
-            _ => "the bearer token contains a character not allowed in a b64token",
-        }));
+        return Err(TokenError::InvalidRequest(
+            match token[body_len + padding_len] {
+                b' ' => "the Authorization header has text after the bearer token",
+                // Envoy joins repeated HTTP/1.1 headers with commas, and a b64token has none.
+                b',' => "the request has more than one Authorization header",
+                _ => "the bearer token contains a character not allowed in a b64token",
+            },
+        ));
     }
 
     // Every byte was checked to be ASCII above.

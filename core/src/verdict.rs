@@ -20,6 +20,8 @@ pub enum NoDecision {
     MissingStatus,
     /// Envoy refused to send the callout, for example because the cluster does not exist.
     DispatchFailed,
+    /// Every cluster's circuit breaker was open, so no callout was sent.
+    BreakerOpen,
 }
 
 impl fmt::Display for NoDecision {
@@ -34,6 +36,9 @@ impl fmt::Display for NoDecision {
                 f.write_str("the authorization service response has no valid :status")
             }
             Self::DispatchFailed => f.write_str("the authorization callout could not be sent"),
+            Self::BreakerOpen => f.write_str(
+                "the circuit breaker of every authorization cluster is open, so no callout was sent",
+            ),
         }
     }
 }
@@ -41,7 +46,7 @@ impl fmt::Display for NoDecision {
 /// The outcome of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// The authorization service answered 200.
+    /// The authorization service responded with 200.
     Allowed,
     /// A CORS preflight, which carries no credentials and passes without a callout.
     Preflight,
@@ -51,18 +56,41 @@ pub enum Verdict {
     InvalidRequest(&'static str),
     /// The token is not a JWT with a usable `jti` (401 `invalid_token`), found before any callout.
     MalformedToken(&'static str),
-    /// The authorization service answered 401.
+    /// The authorization service responded with 401.
     Rejected,
-    /// The authorization service answered 403: the token is revoked.
+    /// The authorization service responded with 403: the token is revoked.
     Revoked,
-    /// No decision arrived; the request fails closed.
-    NoDecision(NoDecision),
+    /// No decision arrived, and the request is denied with `status` (`statusOnError`).
+    Unavailable { reason: NoDecision, status: u16 },
+    /// No decision arrived, and `failOpen` lets the request through, marked with
+    /// [`FAILURE_MODE_HEADER`].
+    FailedOpen(NoDecision),
 }
+
+/// Request header added when `failOpen` lets a request through without a decision, so the
+/// upstream can tell.
+pub const FAILURE_MODE_HEADER: (&str, &str) = ("x-jwt-revocation-failure-mode-allowed", "true");
 
 impl Verdict {
     /// Returns true when the request continues to the upstream.
     pub fn allows(&self) -> bool {
-        matches!(self, Self::Allowed | Self::Preflight)
+        matches!(self, Self::Allowed | Self::Preflight | Self::FailedOpen(_))
+    }
+
+    /// Returns the request header to add when the request continues, if any.
+    pub fn request_header(&self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Self::FailedOpen(_) => Some(FAILURE_MODE_HEADER),
+            _ => None,
+        }
+    }
+
+    /// Returns why no decision arrived, for a request that got none.
+    pub fn no_decision(&self) -> Option<NoDecision> {
+        match self {
+            Self::Unavailable { reason, .. } | Self::FailedOpen(reason) => Some(*reason),
+            _ => None,
+        }
     }
 
     /// Returns a short fixed label for logs, such as `revoked`.
@@ -75,14 +103,15 @@ impl Verdict {
             Self::MalformedToken(_) => "malformed_token",
             Self::Rejected => "rejected",
             Self::Revoked => "revoked",
-            Self::NoDecision(_) => "no_decision",
+            Self::Unavailable { .. } => "unavailable",
+            Self::FailedOpen(_) => "failed_open",
         }
     }
 
     /// Returns the local reply that denies the request, or `None` when it continues.
     pub fn local_reply(&self) -> Option<LocalReply> {
         let reply = match self {
-            Self::Allowed | Self::Preflight => return None,
+            Self::Allowed | Self::Preflight | Self::FailedOpen(_) => return None,
             Self::MissingToken => {
                 LocalReply::challenge(401, None, "unauthorized", "the request has no bearer token")
             }
@@ -104,8 +133,8 @@ impl Verdict {
                 "revoked",
                 "the token has been revoked",
             ),
-            Self::NoDecision(_) => LocalReply {
-                status: 503,
+            Self::Unavailable { status, .. } => LocalReply {
+                status: *status,
                 www_authenticate: None,
                 body: json_body(
                     "temporarily_unavailable",
@@ -122,7 +151,8 @@ impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::InvalidRequest(reason) | Self::MalformedToken(reason) => f.write_str(reason),
-            Self::NoDecision(why) => why.fmt(f),
+            Self::Unavailable { reason, .. } => reason.fmt(f),
+            Self::FailedOpen(reason) => write!(f, "{reason}; failOpen lets the request through"),
             Self::Allowed => f.write_str("the authorization service allowed the token"),
             Self::Preflight => f.write_str("CORS preflight passed without a callout"),
             Self::MissingToken => f.write_str("the request has no bearer token"),
@@ -194,9 +224,33 @@ mod tests {
             Verdict::MalformedToken("the JWT has no jti claim"),
             Verdict::Rejected,
             Verdict::Revoked,
-            Verdict::NoDecision(NoDecision::Timeout),
-            Verdict::NoDecision(NoDecision::UnexpectedStatus(500)),
+            Verdict::Unavailable {
+                reason: NoDecision::Timeout,
+                status: 503,
+            },
+            Verdict::Unavailable {
+                reason: NoDecision::UnexpectedStatus(500),
+                status: 500,
+            },
         ]
+    }
+
+    #[test]
+    fn failed_open_allows_with_header() {
+        let verdict = Verdict::FailedOpen(NoDecision::Timeout);
+        assert!(verdict.allows());
+        assert_eq!(verdict.local_reply(), None);
+        assert_eq!(
+            verdict.request_header(),
+            Some(("x-jwt-revocation-failure-mode-allowed", "true"))
+        );
+        assert_eq!(verdict.no_decision(), Some(NoDecision::Timeout));
+    }
+
+    #[test]
+    fn decisions_add_no_header() {
+        assert_eq!(Verdict::Allowed.request_header(), None);
+        assert_eq!(Verdict::Revoked.no_decision(), None);
     }
 
     #[test]
@@ -213,7 +267,7 @@ mod tests {
             .iter()
             .map(|v| v.local_reply().unwrap().status)
             .collect();
-        assert_eq!(statuses, [401, 400, 401, 401, 403, 503, 503]);
+        assert_eq!(statuses, [401, 400, 401, 401, 403, 503, 500]);
         assert!(all_denials().iter().all(|v| !v.allows()));
     }
 
@@ -246,9 +300,12 @@ mod tests {
 
     #[test]
     fn no_decision_has_no_challenge() {
-        let reply = Verdict::NoDecision(NoDecision::ConnectFailure)
-            .local_reply()
-            .unwrap();
+        let reply = Verdict::Unavailable {
+            reason: NoDecision::ConnectFailure,
+            status: 503,
+        }
+        .local_reply()
+        .unwrap();
         assert_eq!(reply.www_authenticate, None);
     }
 

@@ -161,10 +161,18 @@ fn module_path() -> PathBuf {
 fn abi_declares_callbacks() {
     let declared = declared_callbacks();
     assert!(
-        declared.len() >= 5,
+        declared.len() >= 15,
         "expected the callbacks of abi.rs, found only {declared:?}"
     );
-    assert!(declared.contains("envoy_dynamic_module_callback_http_filter_http_callout"));
+    for name in [
+        "envoy_dynamic_module_callback_http_filter_http_callout",
+        "envoy_dynamic_module_callback_http_set_header",
+        "envoy_dynamic_module_callback_http_filter_config_define_counter",
+        "envoy_dynamic_module_callback_http_filter_record_histogram_value",
+        "envoy_dynamic_module_callback_http_filter_scheduler_commit",
+    ] {
+        assert!(declared.contains(name), "{name} not found in {declared:?}");
+    }
 }
 
 #[test]

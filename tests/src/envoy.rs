@@ -22,6 +22,8 @@ pub const SHIPPED_AUTHZ_PORT: u16 = 9001;
 pub const SHIPPED_UPSTREAM_PORT: u16 = 9002;
 /// Authorization cluster name in the shipped bootstraps.
 pub const AUTHZ_CLUSTER: &str = "outbound|9001||authz.jwt-revocation.local";
+/// The filter configuration in every shipped bootstrap.
+pub const SHIPPED_FILTER_CONFIG: &str = r#"{"cluster": "outbound|9001||authz.jwt-revocation.local", "authorizeUrl": "/authorize", "timeout": 2000}"#;
 
 /// Which build of the filter a bootstrap loads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +139,25 @@ impl Bootstrap {
         }
         self.text = self.text.replace(from, to);
         Ok(self)
+    }
+
+    /// Replaces the filter configuration JSON.
+    pub fn with_filter_config(self, json: &str) -> Result<Self, String> {
+        self.replace(
+            &format!("value: '{SHIPPED_FILTER_CONFIG}'"),
+            &format!("value: '{json}'"),
+        )
+    }
+
+    /// Adds a static cluster `name` with one endpoint at 127.0.0.1:`port`.
+    pub fn with_cluster(self, name: &str, port: u16) -> Result<Self, String> {
+        let cluster = format!(
+            "  clusters:\n  - name: \"{name}\"\n    type: STATIC\n    connect_timeout: 0.5s\n    \
+             load_assignment:\n      cluster_name: \"{name}\"\n      endpoints:\n      - lb_endpoints:\n        \
+             - endpoint:\n            address:\n              socket_address: {{ address: 127.0.0.1, \
+             port_value: {port} }}\n"
+        );
+        self.replace("  clusters:\n", &cluster)
     }
 
     pub fn text(&self) -> &str {
@@ -259,6 +280,17 @@ impl Envoy {
         Ok(stats)
     }
 
+    /// Returns the value of one of the filter's own counters, such as `jwt_revocation.allowed`,
+    /// whatever prefix the host gives it (`wasmcustom.` for Wasm), or 0 when it is missing.
+    pub fn filter_counter(&self, name: &str) -> Result<u64, String> {
+        let suffix = format!(".{name}");
+        Ok(self
+            .stats()?
+            .iter()
+            .find(|(stat, _)| *stat == name || stat.ends_with(&suffix))
+            .map_or(0, |(_, value)| *value))
+    }
+
     /// Returns one stat, or 0 when Envoy has not created it yet.
     pub fn stat(&self, name: &str) -> Result<u64, String> {
         Ok(self.stats()?.get(name).copied().unwrap_or(0))
@@ -327,12 +359,24 @@ mod tests {
             source: PathBuf::from("x.yaml"),
             text: "a: { port_value: 10000 }\nb: { port_value: 9001 }\nc:\n  port_value: 9002\n"
                 .into(),
+            module_dir: None,
         }
         .with_ports(4001, 4002);
         assert_eq!(
             bootstrap.text(),
             "a: { port_value: 0 }\nb: { port_value: 4001 }\nc:\n  port_value: 4002\n"
         );
+    }
+
+    #[test]
+    fn shipped_bootstraps_carry_filter_config() {
+        for target in Target::ALL {
+            for path in [target.bootstrap(), target.bootstrap_with_jwt_authn()] {
+                let bootstrap = Bootstrap::load(&path).unwrap();
+                let changed = bootstrap.with_filter_config(r#"{"cluster": "x"}"#);
+                assert!(changed.is_ok(), "{}", path.display());
+            }
+        }
     }
 
     #[test]

@@ -20,6 +20,9 @@ pub enum Authz {
     Status(u16),
     /// A server that responds with `status` after `delay_ms`.
     Delayed { status: u16, delay_ms: u64 },
+    /// A server that closes the connection of the first `count` requests without a response,
+    /// then responds with `status`.
+    DropFirst { status: u16, count: u64 },
     /// A server that never answers.
     Hang,
     /// A port where nothing listens, so connections are refused.
@@ -46,6 +49,19 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Starts the reference authorization service on 127.0.0.1:`port` (0 for a free port).
+fn start_reference_authz(port: u16) -> Result<(Process, u16), String> {
+    let mut command = Command::new(workspace_binary("authz-service")?);
+    // Startup and per-request lines would mix with the test output; warnings still show.
+    command
+        .env("RUST_LOG", "warn")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--jwks")
+        .arg(demo_jwks());
+    Process::spawn_server("authz-service", &mut command)
+}
+
 /// Starts the authorization side and returns its process (none for `Refused`) and port.
 pub fn start_authz(authz: Authz) -> Result<(Option<Process>, u16), String> {
     let server = |args: &[&str]| -> Result<(Option<Process>, u16), String> {
@@ -56,15 +72,7 @@ pub fn start_authz(authz: Authz) -> Result<(Option<Process>, u16), String> {
     };
     match authz {
         Authz::Reference => {
-            let mut command = Command::new(workspace_binary("authz-service")?);
-            // Startup and per-request lines would mix with the test output; warnings still show.
-            command
-                .env("RUST_LOG", "warn")
-                .arg("--listen")
-                .arg("127.0.0.1:0")
-                .arg("--jwks")
-                .arg(demo_jwks());
-            let (process, port) = Process::spawn_server("authz-service", &mut command)?;
+            let (process, port) = start_reference_authz(0)?;
             Ok((Some(process), port))
         }
         Authz::Status(status) => server(&["status", &status.to_string()]),
@@ -73,6 +81,12 @@ pub fn start_authz(authz: Authz) -> Result<(Option<Process>, u16), String> {
             &status.to_string(),
             "--delay-ms",
             &delay_ms.to_string(),
+        ]),
+        Authz::DropFirst { status, count } => server(&[
+            "status",
+            &status.to_string(),
+            "--drop-first",
+            &count.to_string(),
         ]),
         Authz::Hang => server(&["hang"]),
         Authz::Refused => {
@@ -83,6 +97,23 @@ pub fn start_authz(authz: Authz) -> Result<(Option<Process>, u16), String> {
             drop(listener);
             Ok((None, port))
         }
+    }
+}
+
+/// Revokes `jti` at the reference authorization service on 127.0.0.1:`port`.
+pub fn revoke_at(port: u16, jti: &str) -> Result<(), String> {
+    let body = serde_json::json!({ "jti": jti }).to_string();
+    let response = Request::post("/revoke", body)
+        .header("content-type", "application/json")
+        .send(port)?;
+    if response.status == 200 {
+        Ok(())
+    } else {
+        Err(format!(
+            "revoking {jti} failed with {}: {}",
+            response.status,
+            response.body_text()
+        ))
     }
 }
 
@@ -132,21 +163,9 @@ impl Stack {
         (token, jti)
     }
 
-    /// Revokes `jti` at the reference authorization service.
+    /// Revokes `jti` at the stack's reference authorization service.
     pub fn revoke(&self, jti: &str) -> Result<(), String> {
-        let body = serde_json::json!({ "jti": jti }).to_string();
-        let response = Request::post("/revoke", body)
-            .header("content-type", "application/json")
-            .send(self.authz_port)?;
-        if response.status == 200 {
-            Ok(())
-        } else {
-            Err(format!(
-                "revoking {jti} failed with {}: {}",
-                response.status,
-                response.body_text()
-            ))
-        }
+        revoke_at(self.authz_port, jti)
     }
 
     /// Stops the authorization service, as an outage would.
@@ -154,6 +173,14 @@ impl Stack {
         if let Some(mut process) = self.authz.take() {
             process.stop();
         }
+    }
+
+    /// Starts the reference authorization service again on its old port, as after an outage.
+    pub fn restart_authz(&mut self) -> Result<(), String> {
+        self.stop_authz();
+        let (process, _) = start_reference_authz(self.authz_port)?;
+        self.authz = Some(process);
+        Ok(())
     }
 
     /// Returns how many requests reached the upstream.

@@ -1,6 +1,6 @@
 //! End-to-end behaviour of both builds of the filter in a real Envoy 1.40.
 //!
-//! Every scenario runs once per target with the same cases and the same expected answers. The
+//! Every scenario runs once per target with the same cases and the same expected statuses. The
 //! artifacts must be built first (`make test` does it): the release `.wasm` and the release `.so`.
 
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use std::thread;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use e2e::check::{assert_status, authz_requests, send};
 use e2e::envoy::{validate, Target, AUTHZ_CLUSTER};
 use e2e::http::{Request, Response};
 use e2e::process::workspace_root;
@@ -16,22 +17,6 @@ use serde_json::json;
 
 fn start(target: Target, authz: Authz) -> Stack {
     Stack::for_target(target, authz).unwrap_or_else(|e| panic!("{}: {e}", target.name()))
-}
-
-fn send(stack: &Stack, request: Request) -> Response {
-    request
-        .send(stack.envoy.port)
-        .unwrap_or_else(|e| panic!("request failed: {e}\n{}", stack.envoy.log_tail()))
-}
-
-fn assert_status(response: &Response, expected: u16, case: &str) {
-    assert_eq!(
-        response.status,
-        expected,
-        "{case}: expected {expected}, got {} with body {}",
-        response.status,
-        response.body_text()
-    );
 }
 
 /// Asserts a local reply's challenge and JSON body, and that it does not contain `token`.
@@ -61,13 +46,6 @@ fn assert_denial(
         let whole = format!("{:?}{}", response.headers, response.body_text());
         assert!(!whole.contains(token), "{case}: the reply echoes the token");
     }
-}
-
-fn authz_requests(stack: &Stack) -> u64 {
-    stack
-        .envoy
-        .stat(&format!("cluster.{AUTHZ_CLUSTER}.upstream_rq_total"))
-        .unwrap()
 }
 
 /// Builds an unsigned-looking token with the given payload: only the filter sees these.
@@ -390,11 +368,11 @@ fn concurrent_mixed_tokens(target: Target) {
             let stats = stack.envoy.stats().unwrap();
             let cluster: Vec<_> = stats
                 .iter()
-                .filter(|(name, value)| name.contains("authz") && **value > 0)
+                .filter(|(name, value)| name.contains(AUTHZ_CLUSTER) && **value > 0)
                 .collect();
             eprintln!(
                 "authorization cluster stats: {cluster:#?}\n{}",
-                stack.envoy.log()
+                stack.envoy.log_tail()
             );
         }
         assert_status(&response, expected, &format!("concurrent request {i}"));
@@ -477,19 +455,7 @@ fn jwt_authn_chain(target: Target) {
     );
 }
 
-/// Runs each scenario as its own test for every target.
-macro_rules! per_target {
-    ($($scenario:ident),* $(,)?) => {
-        mod wasm {
-            $(#[test] fn $scenario() { super::$scenario(e2e::envoy::Target::Wasm) })*
-        }
-        mod dynamic_module {
-            $(#[test] fn $scenario() { super::$scenario(e2e::envoy::Target::DynamicModule) })*
-        }
-    };
-}
-
-per_target!(
+e2e::per_target!(
     main_job,
     header_forms,
     malformed_tokens_skip_callout,

@@ -23,6 +23,9 @@ pub type FilterConfigModulePtr = *const c_void;
 pub type PerRouteConfigModulePtr = *const c_void;
 /// This module's state for one HTTP stream, owned by the module.
 pub type FilterModulePtr = *const c_void;
+/// Envoy's `DynamicModuleHttpFilterScheduler` of one HTTP stream, owned by the module once
+/// created.
+pub type SchedulerModulePtr = *mut c_void;
 
 /// Bytes owned by Envoy, valid only for as long as the contract of the hook or callback that
 /// produced them states.
@@ -187,6 +190,16 @@ c_enum!(
     /// `envoy_dynamic_module_type_http_stream_reset_reason` of a streamed callout, which this
     /// module never starts.
     HttpStreamResetReason {}
+);
+
+c_enum!(
+    /// `envoy_dynamic_module_type_metrics_result`: the result of a metrics callback.
+    MetricsResult {
+        SUCCESS = 0,
+        METRIC_NOT_FOUND = 1,
+        INVALID_LABELS = 2,
+        FROZEN = 3,
+    }
 );
 
 c_enum!(
@@ -499,5 +512,307 @@ impl HttpFilterHandle {
         // SAFETY: `self.ptr` belongs to the running hook.
         let ptr = unsafe { envoy_dynamic_module_callback_get_most_specific_route_config(self.ptr) };
         (!ptr.is_null()).then_some(ptr)
+    }
+}
+
+extern "C" {
+    fn envoy_dynamic_module_callback_http_set_header(
+        filter_envoy_ptr: FilterEnvoyPtr,
+        header_type: HeaderType,
+        key: ModuleBuffer,
+        value: ModuleBuffer,
+    ) -> bool;
+}
+
+impl HttpFilterHandle {
+    /// Sets the request header `name` to `value`, replacing any values it had.
+    ///
+    /// Returns an error when Envoy has no request header map for the stream.
+    pub fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+        // SAFETY: `self.ptr` belongs to the running hook, and Envoy copies both buffers.
+        let set = unsafe {
+            envoy_dynamic_module_callback_http_set_header(
+                self.ptr,
+                HeaderType::REQUEST_HEADER,
+                ModuleBuffer::from(name),
+                ModuleBuffer::from(value),
+            )
+        };
+        if set {
+            Ok(())
+        } else {
+            Err(HostError(format!(
+                "Envoy could not set request header \"{name}\": the stream has no request \
+                 headers"
+            )))
+        }
+    }
+}
+
+impl HttpFilterHandle {
+    /// Removes every value of the request header `name`: Envoy removes a header whose new value
+    /// has a null pointer.
+    ///
+    /// Returns an error when Envoy has no request header map for the stream.
+    pub fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
+        let no_value = ModuleBuffer {
+            ptr: std::ptr::null(),
+            length: 0,
+        };
+        // SAFETY: `self.ptr` belongs to the running hook, and Envoy copies the name.
+        let removed = unsafe {
+            envoy_dynamic_module_callback_http_set_header(
+                self.ptr,
+                HeaderType::REQUEST_HEADER,
+                ModuleBuffer::from(name),
+                no_value,
+            )
+        };
+        if removed {
+            Ok(())
+        } else {
+            Err(HostError(format!(
+                "Envoy could not remove request header \"{name}\": the stream has no request \
+                 headers"
+            )))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics. Metrics are defined on the filter configuration while `on_http_filter_config_new`
+// runs, because Envoy freezes the definitions once the configuration is created, and are then
+// updated through any stream of that configuration. This module passes no labels.
+// ---------------------------------------------------------------------------------------------
+
+/// A metrics callback result other than success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsError(pub MetricsResult);
+
+impl fmt::Display for MetricsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            MetricsResult::METRIC_NOT_FOUND => f.write_str("Envoy has no metric with that id"),
+            MetricsResult::INVALID_LABELS => f.write_str("the labels do not match the metric"),
+            MetricsResult::FROZEN => {
+                f.write_str("Envoy no longer accepts metric definitions for this configuration")
+            }
+            MetricsResult(other) => write!(f, "Envoy returned unknown metrics result {other}"),
+        }
+    }
+}
+
+fn metrics_result(result: MetricsResult) -> Result<(), MetricsError> {
+    match result {
+        MetricsResult::SUCCESS => Ok(()),
+        other => Err(MetricsError(other)),
+    }
+}
+
+/// The Envoy side of a filter configuration, for use during `on_http_filter_config_new`.
+#[derive(Debug)]
+pub struct FilterConfigHandle {
+    ptr: FilterConfigEnvoyPtr,
+}
+
+impl FilterConfigHandle {
+    /// Wraps the pointer that Envoy passed to `on_http_filter_config_new`.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be the `filter_config_envoy_ptr` of the running `on_http_filter_config_new`,
+    /// and the handle must not outlive that hook.
+    pub unsafe fn new(ptr: FilterConfigEnvoyPtr) -> Self {
+        Self { ptr }
+    }
+}
+
+extern "C" {
+    fn envoy_dynamic_module_callback_http_filter_config_define_counter(
+        filter_config_envoy_ptr: FilterConfigEnvoyPtr,
+        name: ModuleBuffer,
+        label_names: *const ModuleBuffer,
+        label_names_length: usize,
+        counter_id_out: *mut usize,
+    ) -> MetricsResult;
+}
+
+impl FilterConfigHandle {
+    /// Defines a counter without labels and returns its id. Envoy lists it under
+    /// `dynamicmodulescustom.<name>`.
+    pub fn define_counter(&self, name: &str) -> Result<usize, MetricsError> {
+        let mut id = 0;
+        // SAFETY: `self.ptr` belongs to the running hook, the name outlives the call, Envoy
+        // reads no label when the count is 0, and the out-pointer is valid.
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_define_counter(
+                self.ptr,
+                ModuleBuffer::from(name),
+                std::ptr::null(),
+                0,
+                &mut id,
+            )
+        };
+        metrics_result(result).map(|()| id)
+    }
+}
+
+extern "C" {
+    fn envoy_dynamic_module_callback_http_filter_config_define_histogram(
+        filter_config_envoy_ptr: FilterConfigEnvoyPtr,
+        name: ModuleBuffer,
+        label_names: *const ModuleBuffer,
+        label_names_length: usize,
+        histogram_id_out: *mut usize,
+    ) -> MetricsResult;
+}
+
+impl FilterConfigHandle {
+    /// Defines a histogram without labels and returns its id.
+    pub fn define_histogram(&self, name: &str) -> Result<usize, MetricsError> {
+        let mut id = 0;
+        // SAFETY: as in `define_counter`.
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_define_histogram(
+                self.ptr,
+                ModuleBuffer::from(name),
+                std::ptr::null(),
+                0,
+                &mut id,
+            )
+        };
+        metrics_result(result).map(|()| id)
+    }
+}
+
+extern "C" {
+    fn envoy_dynamic_module_callback_http_filter_increment_counter(
+        filter_envoy_ptr: FilterEnvoyPtr,
+        id: usize,
+        label_values: *const ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> MetricsResult;
+}
+
+impl HttpFilterHandle {
+    /// Adds `value` to the counter `id`, which the stream's listener-level configuration
+    /// defined.
+    pub fn increment_counter(&self, id: usize, value: u64) -> Result<(), MetricsError> {
+        // SAFETY: `self.ptr` belongs to the running hook, and Envoy reads no label when the count
+        // is 0.
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_increment_counter(
+                self.ptr,
+                id,
+                std::ptr::null(),
+                0,
+                value,
+            )
+        };
+        metrics_result(result)
+    }
+}
+
+extern "C" {
+    fn envoy_dynamic_module_callback_http_filter_record_histogram_value(
+        filter_envoy_ptr: FilterEnvoyPtr,
+        id: usize,
+        label_values: *const ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> MetricsResult;
+}
+
+impl HttpFilterHandle {
+    /// Records `value` in the histogram `id`, which the stream's listener-level configuration
+    /// defined.
+    pub fn record_histogram_value(&self, id: usize, value: u64) -> Result<(), MetricsError> {
+        // SAFETY: as in `increment_counter`.
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_record_histogram_value(
+                self.ptr,
+                id,
+                std::ptr::null(),
+                0,
+                value,
+            )
+        };
+        metrics_result(result)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scheduler. Envoy 1.40 gives an HTTP filter no timer. Its scheduler instead lets any thread post
+// an event to the stream's worker thread, where Envoy runs `on_http_filter_scheduled` if the
+// stream still exists.
+// ---------------------------------------------------------------------------------------------
+
+/// The scheduler of one HTTP stream. The module owns it and deletes it with [`Scheduler::delete`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scheduler(SchedulerModulePtr);
+
+// SAFETY: Envoy's `scheduler_commit` only posts an event to the worker's dispatcher, which is
+// thread-safe. The owner keeps the pointer valid while another thread may commit it.
+unsafe impl Send for Scheduler {}
+
+extern "C" {
+    fn envoy_dynamic_module_callback_http_filter_scheduler_new(
+        filter_envoy_ptr: FilterEnvoyPtr,
+    ) -> SchedulerModulePtr;
+}
+
+impl HttpFilterHandle {
+    /// Creates a scheduler for the stream. The caller must delete it with
+    /// [`Scheduler::delete`].
+    pub fn new_scheduler(&self) -> Result<Scheduler, HostError> {
+        // SAFETY: `self.ptr` belongs to the running hook.
+        let ptr = unsafe { envoy_dynamic_module_callback_http_filter_scheduler_new(self.ptr) };
+        if ptr.is_null() {
+            return Err(HostError(
+                "Envoy returned no scheduler for the stream".to_owned(),
+            ));
+        }
+        Ok(Scheduler(ptr))
+    }
+}
+
+extern "C" {
+    fn envoy_dynamic_module_callback_http_filter_scheduler_commit(
+        scheduler_module_ptr: SchedulerModulePtr,
+        event_id: u64,
+    );
+}
+
+impl Scheduler {
+    /// Posts `event_id` to the stream's worker thread, which passes it to
+    /// `on_http_filter_scheduled` unless the stream has ended by then. May be called from any
+    /// thread.
+    ///
+    /// # Safety
+    ///
+    /// The scheduler must not have been deleted, and must not be deleted while this runs.
+    pub unsafe fn commit(self, event_id: u64) {
+        // SAFETY: guaranteed by the caller.
+        unsafe { envoy_dynamic_module_callback_http_filter_scheduler_commit(self.0, event_id) }
+    }
+}
+
+extern "C" {
+    fn envoy_dynamic_module_callback_http_filter_scheduler_delete(
+        scheduler_module_ptr: SchedulerModulePtr,
+    );
+}
+
+impl Scheduler {
+    /// Frees the scheduler. Events it posted before still reach the stream.
+    ///
+    /// # Safety
+    ///
+    /// The scheduler must not have been deleted, and no thread may commit it during or after
+    /// this call.
+    pub unsafe fn delete(self) {
+        // SAFETY: guaranteed by the caller.
+        unsafe { envoy_dynamic_module_callback_http_filter_scheduler_delete(self.0) }
     }
 }

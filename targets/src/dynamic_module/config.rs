@@ -5,38 +5,73 @@
 //! serialized as JSON, so both forms reach [`Config::from_json`].
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use jwt_revocation_core::{Config, ConfigError};
+use jwt_revocation_core::{Breakers, Config, ConfigError};
 use serde_json::Value;
+
+use super::backoff::TimerLease;
+use super::metrics::MetricIds;
+
+/// A configuration and the circuit breakers of its clusters, shared by the streams of every
+/// worker thread.
+#[derive(Debug)]
+pub struct ConfigState {
+    pub config: Config,
+    breakers: Mutex<Breakers>,
+}
+
+impl ConfigState {
+    pub fn new(config: Config) -> Self {
+        Self {
+            breakers: Mutex::new(Breakers::new(&config)),
+            config,
+        }
+    }
+
+    /// Locks the circuit breakers. Hold the guard for one core call and make no host call
+    /// meanwhile, because every worker thread waits for it.
+    ///
+    /// A panic during a core call poisons the lock, and the breakers stay in use. A breaker
+    /// contains only counts and times, so a half-done update at worst miscounts one callout or
+    /// keeps the probe slot until the probe timeout.
+    pub fn lock_breakers(&self) -> MutexGuard<'_, Breakers> {
+        self.breakers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 /// The configuration of one `envoy.filters.http.dynamic_modules` filter, shared by the streams of
 /// every worker.
 #[derive(Debug)]
 pub struct FilterConfig {
-    pub config: Arc<Config>,
+    pub state: Arc<ConfigState>,
+    /// The metrics of every stream, including streams on routes that override the configuration.
+    pub metrics: MetricIds,
+    _timer: TimerLease,
 }
 
 impl FilterConfig {
-    /// Parses the listener-level configuration JSON.
-    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
-        Ok(Self {
-            config: Arc::new(Config::from_json(bytes)?),
-        })
+    pub fn new(config: Config, metrics: MetricIds) -> Self {
+        Self {
+            state: Arc::new(ConfigState::new(config)),
+            metrics,
+            _timer: TimerLease::new(),
+        }
     }
 }
 
 /// The configuration of a `DynamicModuleFilterPerRoute` on a virtual host or route. Envoy hands
 /// the filter the most specific one.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum RouteConfig {
     /// `{"disabled": true}`: requests on the route pass without a check.
     Disabled,
     /// `{"disabled": false}`: the listener-level configuration applies, for example to enable the
     /// filter on one route of a virtual host that disables it.
     Inherit,
-    /// A full filter configuration that replaces the listener-level one on the route.
-    Override(Arc<Config>),
+    /// A full filter configuration that replaces the listener-level one on the route, with
+    /// circuit breakers of its own.
+    Override(Arc<ConfigState>),
 }
 
 /// A per-route configuration that cannot be used.
@@ -88,8 +123,40 @@ impl RouteConfig {
         // Anything else must be a full configuration, and `Config` reports what is wrong with it,
         // including JSON syntax errors.
         let config = Config::from_json(bytes).map_err(RouteConfigError::Config)?;
-        Ok(Self::Override(Arc::new(config)))
+        Ok(Self::Override(Arc::new(ConfigState::new(config))))
     }
+}
+
+/// Describes a configuration for the log. A configuration contains no secret.
+pub fn describe(config: &Config) -> String {
+    let fallbacks: Vec<&str> = config
+        .fallbacks
+        .iter()
+        .map(|upstream| upstream.cluster.as_str())
+        .collect();
+    let breaker = config.breaker.map_or_else(
+        || "off".to_owned(),
+        |breaker| {
+            format!(
+                "{} failures, open {} ms",
+                breaker.consecutive_failures,
+                breaker.open_interval.as_millis()
+            )
+        },
+    );
+    format!(
+        "cluster={:?} authority={:?} authorizeUrl={:?} timeout={}ms perTryTimeout={}ms \
+         maxRetries={} fallbackClusters={fallbacks:?} circuitBreaker=({breaker}) failOpen={} \
+         statusOnError={}",
+        config.cluster,
+        config.authority,
+        config.authorize_url,
+        config.timeout.as_millis(),
+        config.per_try_timeout.as_millis(),
+        config.retry.max_retries,
+        config.fail_open,
+        config.status_on_error
+    )
 }
 
 #[cfg(test)]
@@ -102,22 +169,28 @@ mod tests {
 
     #[test]
     fn route_disabled_true_disables() {
-        assert_eq!(parse(r#"{"disabled": true}"#), Ok(RouteConfig::Disabled));
+        assert!(matches!(
+            parse(r#"{"disabled": true}"#),
+            Ok(RouteConfig::Disabled)
+        ));
     }
 
     #[test]
     fn route_disabled_false_inherits() {
-        assert_eq!(parse(r#"{"disabled": false}"#), Ok(RouteConfig::Inherit));
+        assert!(matches!(
+            parse(r#"{"disabled": false}"#),
+            Ok(RouteConfig::Inherit)
+        ));
     }
 
     #[test]
     fn route_full_config_overrides() {
         let parsed = parse(r#"{"cluster": "outbound|9001||authz.ns.svc", "timeout": 50}"#);
-        let Ok(RouteConfig::Override(config)) = parsed else {
+        let Ok(RouteConfig::Override(state)) = parsed else {
             panic!("expected an override, got {parsed:?}");
         };
-        assert_eq!(config.cluster, "outbound|9001||authz.ns.svc");
-        assert_eq!(config.timeout.as_millis(), 50);
+        assert_eq!(state.config.cluster, "outbound|9001||authz.ns.svc");
+        assert_eq!(state.config.timeout.as_millis(), 50);
     }
 
     #[test]
@@ -147,8 +220,14 @@ mod tests {
     }
 
     #[test]
-    fn listener_config_parsed() {
-        let config = FilterConfig::from_json(br#"{"cluster": "authz"}"#).unwrap();
-        assert_eq!(config.config.cluster, "authz");
+    fn breakers_usable_after_panic() {
+        let state = ConfigState::new(Config::from_json(br#"{"cluster": "authz"}"#).unwrap());
+        let poisoned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _guard = state.lock_breakers();
+            panic!("panic while the breakers are locked");
+        }));
+        assert!(poisoned.is_err());
+        assert!(state.breakers.is_poisoned());
+        drop(state.lock_breakers());
     }
 }

@@ -1,34 +1,44 @@
 //! The state of one HTTP stream and the glue between Envoy's stream events and
 //! [`jwt_revocation_core::Stream`].
 //!
-//! Each method handles one event and returns [`Next`], which the hook in `hooks.rs` carries out
-//! with a host call. Envoy may end the stream and destroy this filter inside that host call, so
-//! every method finishes its work on the filter before returning, and the hook does not touch the
-//! filter after it has made the call.
+//! Each event method makes one core call, then carries out the actions that follow: it sends
+//! callouts, starts backoffs and adds the fail-open header, until the request waits or is
+//! decided. It returns [`Next`], which the hook in `hooks.rs` carries out with a last host call.
+//! Envoy may end the stream and destroy this filter inside that call, so every method finishes
+//! its work on the filter before returning, and the hook does not touch the filter afterwards.
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
-use jwt_revocation_core::{Action, Config, LocalReply, NoDecision, RequestInfo, Stream, Verdict};
+use jwt_revocation_core::{
+    Action, Callout, Config, Env, LocalReply, NoDecision, RequestInfo, Stream, Verdict,
+    FAILURE_MODE_HEADER,
+};
 
 use super::abi::{
     CalloutResult, HttpFilterHandle, PerRouteConfigModulePtr, RequestBodyStatus,
     RequestTrailersStatus,
 };
-use super::config::{FilterConfig, RouteConfig};
+use super::backoff::Backoff;
+use super::callout::{CalloutOutcome, Dispatched};
+use super::clock;
+use super::config::{ConfigState, FilterConfig, RouteConfig};
 use super::log;
+use super::metrics::{HostMetrics, MetricBuffer, MetricIds};
 
 /// The request headers the decision reads.
-const DECISION_HEADERS: [&str; 4] = [
+const DECISION_HEADERS: [&str; 5] = [
     ":method",
     "authorization",
     "origin",
     "access-control-request-method",
+    FAILURE_MODE_HEADER.0,
 ];
 
-/// A request or callout response carrying this header with value `1` makes the filter panic, to
-/// prove that a panic fails closed. Compiled only into unit tests and builds with the `panic-test`
-/// feature.
+/// A header that makes the filter panic, to prove that a panic fails closed. Value `1` on the
+/// request or on a callout response panics in the request-headers or callout-done hook. Value
+/// `scheduled` on the request panics in the scheduled hook. Compiled only into unit tests and
+/// builds with the `panic-test` feature.
 #[cfg(any(test, feature = "panic-test"))]
 pub const TEST_PANIC_HEADER: &str = "x-jwt-revocation-test-panic";
 
@@ -37,11 +47,16 @@ pub const TEST_PANIC_HEADER: &str = "x-jwt-revocation-test-panic";
 pub enum Phase {
     /// The request headers have not been seen.
     New,
-    /// `http_callout` is running. A callout response that arrives now is recorded, and the
-    /// request-headers hook acts on it once `http_callout` returns.
+    /// A hook is running the core or carrying out its actions. A panic now leaves the request
+    /// paused, so the hook that panicked sends the 503.
+    Deciding,
+    /// `http_callout` is running. A callout response that arrives now is recorded, and the hook
+    /// that called `http_callout` acts on it once `http_callout` returns.
     Dispatching,
     /// A callout is in flight and the request is paused.
     AwaitingCallout,
+    /// A retry waits for its backoff to end and the request is paused.
+    BackingOff,
     /// The request continues to the upstream.
     Allowed,
     /// A local reply denied the request.
@@ -50,12 +65,22 @@ pub enum Phase {
     Failed,
 }
 
+impl Phase {
+    /// Returns true while the request is paused and only this filter can resume or end it.
+    pub fn awaits_decision(self) -> bool {
+        matches!(
+            self,
+            Self::Deciding | Self::AwaitingCallout | Self::BackingOff
+        )
+    }
+}
+
 /// The step a hook takes after the filter has handled an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Next {
     /// Let the request go on to the upstream.
     Pass,
-    /// Pause the request: a callout is in flight.
+    /// Keep the request paused: a callout is in flight or a backoff is running.
     Wait,
     /// Send this local reply in place of the upstream's response.
     Reply(LocalReply),
@@ -63,28 +88,30 @@ pub enum Next {
     Ignore,
 }
 
-/// A callout verdict that arrived while `http_callout` was running, with a detail for the log.
-type InlineVerdict = (Verdict, Option<String>);
-
 /// The module's state for one HTTP stream.
 #[derive(Debug)]
 pub struct Filter {
-    listener_config: Arc<Config>,
+    listener: Arc<ConfigState>,
+    metrics: MetricIds,
     /// The configuration in force for this request: the listener's or the route's.
-    active_config: RefCell<Option<Arc<Config>>>,
+    active: RefCell<Option<Arc<ConfigState>>>,
     stream: RefCell<Stream>,
     phase: Cell<Phase>,
-    inline_verdict: RefCell<Option<InlineVerdict>>,
+    /// A callout outcome that arrived while `http_callout` was running.
+    inline_outcome: RefCell<Option<CalloutOutcome>>,
+    backoff: Backoff,
 }
 
 impl Filter {
     pub fn new(config: &FilterConfig) -> Self {
         Self {
-            listener_config: Arc::clone(&config.config),
-            active_config: RefCell::new(None),
+            listener: Arc::clone(&config.state),
+            metrics: config.metrics,
+            active: RefCell::new(None),
             stream: RefCell::new(Stream::new()),
             phase: Cell::new(Phase::New),
-            inline_verdict: RefCell::new(None),
+            inline_outcome: RefCell::new(None),
+            backoff: Backoff::default(),
         }
     }
 
@@ -96,7 +123,7 @@ impl Filter {
 
     /// Decides on the request headers: pass, deny, or start the callout and wait.
     pub fn on_request_headers(&self, host: &HttpFilterHandle) -> Next {
-        let Some(config) = self.route_config(host) else {
+        let Some(state) = self.route_config(host) else {
             self.phase.set(Phase::Allowed);
             log::debug(format_args!(
                 "disabled on this route; the request passes unchecked"
@@ -128,72 +155,29 @@ impl Filter {
         }
 
         let info = RequestInfo::from_headers(headers);
-        *self.active_config.borrow_mut() = Some(Arc::clone(&config));
-        let action = self.stream.borrow_mut().on_request_headers(&config, &info);
-        match action {
-            Action::Finish(verdict) => self.finish(verdict, None),
-            Action::Dispatch(callout) => {
-                let timeout_ms = u64::try_from(callout.timeout.as_millis()).unwrap_or(u64::MAX);
-                self.dispatch(host, callout.cluster, &callout.headers(), timeout_ms)
+        if info.has_failure_mode_header() {
+            if let Err(error) = host.remove_request_header(FAILURE_MODE_HEADER.0) {
+                log::error(format_args!("{error}. The request is rejected with 503."));
+                self.phase.set(Phase::Failed);
+                return Next::Reply(internal_error_reply());
             }
         }
-    }
-
-    /// Returns the configuration for this request, or `None` when the route disables the filter.
-    fn route_config(&self, host: &HttpFilterHandle) -> Option<Arc<Config>> {
-        let Some(ptr) = host.most_specific_route_config() else {
-            return Some(Arc::clone(&self.listener_config));
-        };
-        // SAFETY: Envoy returns the pointer that `on_http_filter_per_route_config_new` made from a
-        // `Box<RouteConfig>`. The stream keeps a reference to its route, which owns that
-        // configuration, for as long as the stream lives.
-        let route = unsafe { route_config_from_ptr(ptr) };
-        match route {
-            RouteConfig::Disabled => None,
-            RouteConfig::Inherit => Some(Arc::clone(&self.listener_config)),
-            RouteConfig::Override(config) => Some(Arc::clone(config)),
-        }
-    }
-
-    /// Starts the callout and pauses the request, or acts on a response that Envoy returned at
-    /// once.
-    fn dispatch(
-        &self,
-        host: &HttpFilterHandle,
-        cluster: &str,
-        headers: &[(&str, &str)],
-        timeout_ms: u64,
-    ) -> Next {
-        self.phase.set(Phase::Dispatching);
-        let started = host.http_callout(cluster, headers, timeout_ms);
-
-        // Envoy may have run `on_http_filter_http_callout_done` inside `http_callout`.
-        if self.phase.get() == Phase::Failed {
-            return Next::Reply(internal_error_reply());
-        }
-        let inline_verdict = self.inline_verdict.borrow_mut().take();
-        if let Some((verdict, detail)) = inline_verdict {
-            return self.finish(verdict, detail);
-        }
-
-        match started {
-            Ok(_callout_id) => {
-                self.phase.set(Phase::AwaitingCallout);
-                Next::Wait
-            }
-            Err(error) => {
-                let action = self
-                    .stream
-                    .borrow_mut()
-                    .on_callout_failure(NoDecision::DispatchFailed);
-                self.finish(verdict_of(action), Some(error.to_string()))
-            }
-        }
+        *self.active.borrow_mut() = Some(Arc::clone(&state));
+        self.phase.set(Phase::Deciding);
+        let action = self.step(host, &state, |stream, config, env| {
+            stream.on_request_headers(config, &info, env)
+        });
+        self.carry_out(host, &state, action, None)
     }
 
     /// Decides on the callout's response. `headers` are the response headers, empty when the
     /// callout failed without a response.
-    pub fn on_callout_done(&self, result: CalloutResult, headers: &[(&[u8], &[u8])]) -> Next {
+    pub fn on_callout_done(
+        &self,
+        host: &HttpFilterHandle,
+        result: CalloutResult,
+        headers: &[(&[u8], &[u8])],
+    ) -> Next {
         let phase = self.phase.get();
         if phase != Phase::Dispatching && phase != Phase::AwaitingCallout {
             return Next::Ignore;
@@ -206,34 +190,42 @@ impl Filter {
             panic!("{TEST_PANIC_HEADER} requested a panic in the callout-done hook");
         }
 
-        let (action, detail) = if result == CalloutResult::SUCCESS {
-            let status = headers
-                .iter()
-                .find(|(name, _)| *name == b":status")
-                .map(|(_, value)| *value);
-            (self.stream.borrow_mut().on_callout_response(status), None)
-        } else {
-            // Reset and an oversized response both end the callout without a usable response.
-            let detail = match result {
-                CalloutResult::RESET => "the callout stream was reset".to_owned(),
-                CalloutResult::EXCEED_RESPONSE_BUFFER_LIMIT => {
-                    "the response exceeded Envoy's buffer limit".to_owned()
-                }
-                CalloutResult(other) => format!("Envoy reported unknown callout result {other}"),
-            };
-            let action = self
-                .stream
-                .borrow_mut()
-                .on_callout_failure(NoDecision::ConnectFailure);
-            (action, Some(detail))
-        };
-        let verdict = verdict_of(action);
-
+        let outcome = CalloutOutcome::new(result, headers);
         if phase == Phase::Dispatching {
-            *self.inline_verdict.borrow_mut() = Some((verdict, detail));
+            *self.inline_outcome.borrow_mut() = Some(outcome);
             return Next::Ignore;
         }
-        self.finish(verdict, detail)
+        let Some(state) = self.active_state() else {
+            return self.fail("a callout completed before the request headers were handled");
+        };
+        self.phase.set(Phase::Deciding);
+        let action = self.step(host, &state, |stream, config, env| {
+            outcome.report(stream, config, env)
+        });
+        self.carry_out(host, &state, action, outcome.detail())
+    }
+
+    /// Sends the retry whose backoff has ended. `event_id` identifies the backoff.
+    pub fn on_scheduled(&self, host: &HttpFilterHandle, event_id: u64) -> Next {
+        if self.phase.get() != Phase::BackingOff || !self.backoff.is_current(event_id) {
+            return Next::Ignore;
+        }
+        #[cfg(any(test, feature = "panic-test"))]
+        if host
+            .request_header_values(TEST_PANIC_HEADER)
+            .is_ok_and(|values| values.contains(&&b"scheduled"[..]))
+        {
+            panic!("{TEST_PANIC_HEADER} requested a panic in the scheduled hook");
+        }
+
+        let Some(state) = self.active_state() else {
+            return self.fail("a backoff ended before the request headers were handled");
+        };
+        self.phase.set(Phase::Deciding);
+        let action = self.step(host, &state, |stream, config, env| {
+            stream.on_timer(config, env)
+        });
+        self.carry_out(host, &state, action, None)
     }
 
     /// Buffers the body while the decision is pending, and lets it through only once the request
@@ -241,7 +233,7 @@ impl Filter {
     pub fn on_request_body(&self) -> RequestBodyStatus {
         match self.phase.get() {
             Phase::Allowed => RequestBodyStatus::CONTINUE,
-            Phase::Dispatching | Phase::AwaitingCallout => {
+            Phase::Deciding | Phase::Dispatching | Phase::AwaitingCallout | Phase::BackingOff => {
                 RequestBodyStatus::STOP_ITERATION_AND_BUFFER
             }
             Phase::New | Phase::Denied | Phase::Failed => {
@@ -258,34 +250,175 @@ impl Filter {
         }
     }
 
-    /// Records the verdict, logs it, and returns what the hook does with the request.
-    fn finish(&self, verdict: Verdict, detail: Option<String>) -> Next {
-        let jti = self.stream.borrow().jti().map(str::to_owned);
-        log::debug(format_args!(
-            "jti={} verdict={}: {}",
-            jti.as_deref()
-                .map_or_else(|| "-".to_owned(), |jti| format!("{jti:?}")),
-            verdict.label(),
-            verdict
-        ));
+    /// Returns the configuration for this request, or `None` when the route disables the filter.
+    fn route_config(&self, host: &HttpFilterHandle) -> Option<Arc<ConfigState>> {
+        let Some(ptr) = host.most_specific_route_config() else {
+            return Some(Arc::clone(&self.listener));
+        };
+        // SAFETY: Envoy returns the pointer that `on_http_filter_per_route_config_new` made from a
+        // `Box<RouteConfig>`. The stream keeps a reference to its route, which owns that
+        // configuration, for as long as the stream lives.
+        let route = unsafe { route_config_from_ptr(ptr) };
+        match route {
+            RouteConfig::Disabled => None,
+            RouteConfig::Inherit => Some(Arc::clone(&self.listener)),
+            RouteConfig::Override(state) => Some(Arc::clone(state)),
+        }
+    }
 
-        let next = if verdict.allows() {
-            self.phase.set(Phase::Allowed);
-            Next::Pass
-        } else {
-            self.phase.set(Phase::Denied);
-            Next::Reply(verdict.local_reply().unwrap_or_else(internal_error_reply))
+    fn active_state(&self) -> Option<Arc<ConfigState>> {
+        self.active.borrow().clone()
+    }
+
+    /// Makes one core call with the time, a jitter sample, the configuration's breakers and a
+    /// metric buffer, then records the buffered metrics once the breakers are unlocked.
+    fn step<'c>(
+        &self,
+        host: &HttpFilterHandle,
+        state: &'c ConfigState,
+        event: impl FnOnce(&mut Stream, &'c Config, Env) -> Action<'c>,
+    ) -> Action<'c> {
+        let now = clock::now();
+        let jitter = clock::jitter();
+        let mut metrics = MetricBuffer::default();
+        let action = {
+            let mut breakers = state.lock_breakers();
+            let env = Env {
+                now,
+                jitter,
+                breakers: &mut breakers,
+                metrics: &mut metrics,
+            };
+            event(&mut self.stream.borrow_mut(), &state.config, env)
+        };
+        metrics.replay(&mut HostMetrics {
+            host,
+            ids: &self.metrics,
+        });
+        action
+    }
+
+    /// Carries out `action` and the actions that follow from it, until the request waits for a
+    /// callout or a backoff, or is decided. `detail` is what Envoy reported about the last
+    /// callout, for the log.
+    fn carry_out<'c>(
+        &self,
+        host: &HttpFilterHandle,
+        state: &'c ConfigState,
+        mut action: Action<'c>,
+        mut detail: Option<String>,
+    ) -> Next {
+        loop {
+            action = match action {
+                Action::Finish(verdict) => return self.finish(host, state, &verdict, detail),
+                Action::Wait(delay) => match self.backoff.start(host, delay) {
+                    Ok(()) => {
+                        let stream = self.stream.borrow();
+                        log::debug(format_args!(
+                            "{}: no decision from cluster {:?}; retrying in {} ms",
+                            log::Jti(stream.jti()),
+                            stream.cluster(&state.config),
+                            delay.as_millis()
+                        ));
+                        drop(stream);
+                        self.phase.set(Phase::BackingOff);
+                        return Next::Wait;
+                    }
+                    Err(error) => {
+                        log::error(format_args!(
+                            "starting a {} ms retry backoff failed: {error}. The retry is sent \
+                             at once.",
+                            delay.as_millis()
+                        ));
+                        self.step(host, state, |stream, config, env| {
+                            stream.on_timer(config, env)
+                        })
+                    }
+                },
+                Action::Dispatch(callout) => match self.dispatch(host, &callout) {
+                    Dispatched::Started => return Next::Wait,
+                    Dispatched::Failed => return Next::Reply(internal_error_reply()),
+                    Dispatched::Completed(outcome) => {
+                        detail = outcome.detail();
+                        self.step(host, state, |stream, config, env| {
+                            outcome.report(stream, config, env)
+                        })
+                    }
+                    Dispatched::Rejected(error) => {
+                        log::debug(format_args!(
+                            "{}: Envoy did not send the callout to cluster {:?}: {error}",
+                            log::Jti(self.stream.borrow().jti()),
+                            callout.cluster
+                        ));
+                        detail = Some(error.to_string());
+                        self.step(host, state, |stream, config, env| {
+                            stream.on_callout_failure(config, NoDecision::DispatchFailed, env)
+                        })
+                    }
+                },
+            };
+        }
+    }
+
+    /// Asks Envoy to send the callout, and collects a response that Envoy delivered at once.
+    fn dispatch(&self, host: &HttpFilterHandle, callout: &Callout<'_>) -> Dispatched {
+        let timeout_ms = u64::try_from(callout.timeout.as_millis()).unwrap_or(u64::MAX);
+        self.phase.set(Phase::Dispatching);
+        let started = host.http_callout(callout.cluster, &callout.headers(), timeout_ms);
+
+        // Envoy may have run `on_http_filter_http_callout_done` inside `http_callout`, in which
+        // case its outcome counts even if `http_callout` returned an error.
+        if self.phase.get() == Phase::Failed {
+            return Dispatched::Failed;
+        }
+        self.phase.set(Phase::Deciding);
+        if let Some(outcome) = self.inline_outcome.borrow_mut().take() {
+            return Dispatched::Completed(outcome);
+        }
+        match started {
+            Ok(_callout_id) => {
+                self.phase.set(Phase::AwaitingCallout);
+                Dispatched::Started
+            }
+            Err(error) => Dispatched::Rejected(error),
+        }
+    }
+
+    /// Applies the verdict: adds its request header or picks its local reply, logs it, and
+    /// records the final phase last, so that a panic before then still fails closed.
+    fn finish(
+        &self,
+        host: &HttpFilterHandle,
+        state: &ConfigState,
+        verdict: &Verdict,
+        detail: Option<String>,
+    ) -> Next {
+        let (next, phase) = match (verdict.local_reply(), verdict.request_header()) {
+            (Some(reply), _) => (Next::Reply(reply), Phase::Denied),
+            (None, None) => (Next::Pass, Phase::Allowed),
+            (None, Some((name, value))) => match host.set_request_header(name, value) {
+                Ok(()) => (Next::Pass, Phase::Allowed),
+                Err(error) => {
+                    log::error(format_args!(
+                        "adding the header {name} to a request that failOpen lets through \
+                         failed: {error}. The request is rejected with 503."
+                    ));
+                    (Next::Reply(internal_error_reply()), Phase::Failed)
+                }
+            },
         };
 
-        if let Verdict::NoDecision(reason) = &verdict {
-            let cluster = self
-                .active_config
-                .borrow()
-                .as_ref()
-                .map_or_else(String::new, |config| config.cluster.clone());
+        let stream = self.stream.borrow();
+        log::debug(format_args!(
+            "{} verdict={}: {verdict}",
+            log::Jti(stream.jti()),
+            verdict.label()
+        ));
+        if let Some(reason) = verdict.no_decision() {
+            let cluster = stream.cluster(&state.config);
             let outcome = match &next {
                 Next::Reply(reply) => format!("The request was rejected with {}.", reply.status),
-                _ => "The request continues.".to_owned(),
+                _ => "failOpen lets the request continue.".to_owned(),
             };
             log::warn_limited(format_args!(
                 "no decision from the authorization service on cluster {cluster:?}: {reason}{}. \
@@ -293,16 +426,17 @@ impl Filter {
                 detail.map_or_else(String::new, |detail| format!(" ({detail})"))
             ));
         }
+        drop(stream);
+
+        self.phase.set(phase);
         next
     }
-}
 
-/// Returns the verdict of a finished action. `Stream::on_callout_response` and
-/// `Stream::on_callout_failure` return only `Finish`, and a `Dispatch` from them would fail closed.
-fn verdict_of(action: Action<'_>) -> Verdict {
-    match action {
-        Action::Finish(verdict) => verdict,
-        Action::Dispatch(_) => Verdict::NoDecision(NoDecision::DispatchFailed),
+    /// Ends a request in a state the hooks do not produce, with a 503.
+    fn fail(&self, problem: &str) -> Next {
+        log::error(format_args!("{problem}. The request is rejected with 503."));
+        self.phase.set(Phase::Failed);
+        Next::Reply(internal_error_reply())
     }
 }
 

@@ -8,26 +8,28 @@ use std::any::Any;
 use std::ffi::c_char;
 use std::panic::{self, AssertUnwindSafe};
 
-use jwt_revocation_core::LocalReply;
+use jwt_revocation_core::{Config, LocalReply};
 
 use super::abi::{
-    self, CalloutResult, EnvoyBuffer, EnvoyHttpHeader, FilterConfigEnvoyPtr, FilterConfigModulePtr,
-    FilterEnvoyPtr, FilterModulePtr, HttpFilterHandle, PerRouteConfigModulePtr, RequestBodyStatus,
-    RequestHeadersStatus, RequestTrailersStatus, ResponseBodyStatus, ResponseHeadersStatus,
-    ResponseTrailersStatus,
+    self, CalloutResult, EnvoyBuffer, EnvoyHttpHeader, FilterConfigEnvoyPtr, FilterConfigHandle,
+    FilterConfigModulePtr, FilterEnvoyPtr, FilterModulePtr, HttpFilterHandle,
+    PerRouteConfigModulePtr, RequestBodyStatus, RequestHeadersStatus, RequestTrailersStatus,
+    ResponseBodyStatus, ResponseHeadersStatus, ResponseTrailersStatus,
 };
-use super::config::{FilterConfig, RouteConfig};
+use super::config::{self, FilterConfig, RouteConfig};
 use super::filter::{internal_error_reply, Filter, Next, Phase};
 use super::log;
+use super::metrics::MetricIds;
 
 /// Runs `body` and catches a panic that it raises. Returns `None` after a panic, which it logs.
 ///
 /// Unwinding is safe here because `body` panics only in its own Rust code. Every Envoy call inside
 /// `body` has returned before that code resumes, so no C++ frame is unwound and no Envoy state is
 /// left half-written. The only module state a panic can leave inconsistent is the stream's
-/// [`Filter`], which the caller marks failed so that it is never used again, and the per-thread
-/// log limiter, which contains counters only. The panic stops here and never crosses the
-/// `extern "C"` boundary.
+/// [`Filter`], which the caller marks failed so that it is never used again, the per-thread log
+/// limiter, which contains counters only, and the circuit breakers of the configuration. A panic
+/// during a core call poisons their lock, and they stay in use because they also contain only
+/// counts and times. The panic stops here and never crosses the `extern "C"` boundary.
 pub(super) fn guard<R>(hook: &str, body: impl FnOnce() -> R) -> Option<R> {
     match panic::catch_unwind(AssertUnwindSafe(body)) {
         Ok(value) => Some(value),
@@ -89,10 +91,11 @@ pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
 // Configuration hooks, called on the main thread.
 // ---------------------------------------------------------------------------------------------
 
-/// Parses the listener-level configuration. A null return makes Envoy reject it.
+/// Parses the listener-level configuration and defines the filter's metrics. A null return
+/// makes Envoy reject the configuration.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
-    _filter_config_envoy_ptr: FilterConfigEnvoyPtr,
+    filter_config_envoy_ptr: FilterConfigEnvoyPtr,
     name: EnvoyBuffer,
     config: EnvoyBuffer,
 ) -> FilterConfigModulePtr {
@@ -101,24 +104,29 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
         // after it.
         let (name, bytes) = unsafe { (name.as_bytes(), config.as_bytes()) };
         let name = String::from_utf8_lossy(name);
-        match FilterConfig::from_json(bytes) {
-            Ok(filter_config) => {
-                let config = &filter_config.config;
-                log::info(format_args!(
-                    "filter {name:?} configured: cluster={:?} authority={:?} authorizeUrl={:?} \
-                     timeout={}ms",
-                    config.cluster,
-                    config.authority,
-                    config.authorize_url,
-                    config.timeout.as_millis()
-                ));
-                Box::into_raw(Box::new(filter_config)).cast_const().cast()
-            }
+        let config = match Config::from_json(bytes) {
+            Ok(config) => config,
             Err(error) => {
                 log::error(format_args!("filter {name:?} rejected: {error}"));
-                std::ptr::null()
+                return std::ptr::null();
             }
-        }
+        };
+        // SAFETY: Envoy passes the pointer of the configuration being created, and the handle
+        // is dropped before this hook returns.
+        let envoy_config = unsafe { FilterConfigHandle::new(filter_config_envoy_ptr) };
+        let metrics = match MetricIds::define(&envoy_config) {
+            Ok(metrics) => metrics,
+            Err(error) => {
+                log::error(format_args!("filter {name:?} rejected: {error}"));
+                return std::ptr::null();
+            }
+        };
+        log::info(format_args!(
+            "filter {name:?} configured: {}",
+            config::describe(&config)
+        ));
+        let filter_config = FilterConfig::new(config, metrics);
+        Box::into_raw(Box::new(filter_config)).cast_const().cast()
     })
     .unwrap_or(std::ptr::null())
 }
@@ -151,10 +159,9 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_new(
                 let effect = match &route_config {
                     RouteConfig::Disabled => "disables the filter".to_owned(),
                     RouteConfig::Inherit => "applies the listener-level configuration".to_owned(),
-                    RouteConfig::Override(config) => format!(
-                        "replaces the listener-level configuration: cluster={:?} timeout={}ms",
-                        config.cluster,
-                        config.timeout.as_millis()
+                    RouteConfig::Override(state) => format!(
+                        "replaces the listener-level configuration: {}",
+                        config::describe(&state.config)
                     ),
                 };
                 log::info(format_args!(
@@ -218,7 +225,8 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     let host = unsafe { HttpFilterHandle::new(filter_envoy_ptr) };
     let next = guard("on_http_filter_request_headers", || {
         // SAFETY: the reference ends with this closure, before any host call that can destroy
-        // the filter. `http_callout`, which runs inside, never destroys it.
+        // the filter. The host calls inside (`http_callout`, metrics, the scheduler and
+        // `set_header`) never destroy it.
         let filter = unsafe { filter_ref(filter_module_ptr) }?;
         Some(filter.on_request_headers(&host))
     });
@@ -254,9 +262,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
         Some(None) => RequestBodyStatus::STOP_ITERATION_NO_BUFFER,
         None => {
             // SAFETY: no host call was made since the panic.
-            if let Some(Phase::New | Phase::AwaitingCallout | Phase::Allowed) =
-                unsafe { mark_failed(filter_module_ptr) }
-            {
+            if unsafe { mark_failed(filter_module_ptr) }.is_some_and(needs_reply_after_panic) {
                 // SAFETY: Envoy passes the pointer of the stream whose hook is running.
                 let host = unsafe { HttpFilterHandle::new(filter_envoy_ptr) };
                 send_reply(&host, &internal_error_reply());
@@ -280,9 +286,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
         Some(None) => RequestTrailersStatus::STOP_ITERATION,
         None => {
             // SAFETY: no host call was made since the panic.
-            if let Some(Phase::New | Phase::AwaitingCallout | Phase::Allowed) =
-                unsafe { mark_failed(filter_module_ptr) }
-            {
+            if unsafe { mark_failed(filter_module_ptr) }.is_some_and(needs_reply_after_panic) {
                 // SAFETY: Envoy passes the pointer of the stream whose hook is running.
                 let host = unsafe { HttpFilterHandle::new(filter_envoy_ptr) };
                 send_reply(&host, &internal_error_reply());
@@ -292,7 +296,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
     }
 }
 
-/// Acts on the callout's response: continues the request or sends the local reply.
+/// Acts on the callout's response: continues the request, sends the local reply, or retries.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
@@ -308,27 +312,60 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
     // SAFETY: Envoy passes the pointer of the stream whose hook is running.
     let host = unsafe { HttpFilterHandle::new(filter_envoy_ptr) };
     let next = guard("on_http_filter_http_callout_done", || {
-        // SAFETY: the reference ends with this closure, and the closure makes no host call.
+        // SAFETY: the reference ends with this closure, and no host call inside it destroys the
+        // filter.
         let filter = unsafe { filter_ref(filter_module_ptr) }?;
         // SAFETY: Envoy keeps the headers valid until this hook returns, and the views end
         // with this closure.
         let headers = unsafe { callout_headers(headers, headers_size) };
-        Some(filter.on_callout_done(result, &headers))
+        Some(filter.on_callout_done(&host, result, &headers))
     });
+    carry_out_paused(&host, filter_module_ptr, next);
+}
 
+/// Sends the retry whose backoff has ended. Envoy runs this on the stream's worker thread after
+/// the timer thread committed the stream's scheduler, and only while the stream exists.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
+    filter_envoy_ptr: FilterEnvoyPtr,
+    filter_module_ptr: FilterModulePtr,
+    event_id: u64,
+) {
+    // SAFETY: Envoy passes the pointer of the stream whose hook is running.
+    let host = unsafe { HttpFilterHandle::new(filter_envoy_ptr) };
+    let next = guard("on_http_filter_scheduled", || {
+        // SAFETY: as in the callout-done hook.
+        let filter = unsafe { filter_ref(filter_module_ptr) }?;
+        Some(filter.on_scheduled(&host, event_id))
+    });
+    carry_out_paused(&host, filter_module_ptr, next);
+}
+
+/// Carries out the outcome of a hook that ran while the request was paused: resumes it, sends
+/// the local reply, or after a panic sends the 503.
+fn carry_out_paused(
+    host: &HttpFilterHandle,
+    filter_module_ptr: FilterModulePtr,
+    next: Option<Option<Next>>,
+) {
     match next {
         Some(Some(Next::Pass)) => host.continue_decoding(),
-        Some(Some(Next::Reply(reply))) => send_reply(&host, &reply),
+        Some(Some(Next::Reply(reply))) => send_reply(host, &reply),
         Some(Some(Next::Wait | Next::Ignore)) | Some(None) => {}
         None => {
-            // SAFETY: no host call was made since the panic. While `Dispatching`, the
-            // request-headers hook that started the callout is still running and sends the
-            // 503 once `http_callout` returns.
-            if let Some(Phase::AwaitingCallout) = unsafe { mark_failed(filter_module_ptr) } {
-                send_reply(&host, &internal_error_reply());
+            // SAFETY: no host call was made since the panic. While `Dispatching`, the hook that
+            // called `http_callout` is still running and sends the 503 once it returns.
+            if unsafe { mark_failed(filter_module_ptr) }.is_some_and(Phase::awaits_decision) {
+                send_reply(host, &internal_error_reply());
             }
         }
     }
+}
+
+/// Returns true when a panic in the body or trailers hook, with the filter in `phase`, must
+/// send the 503, because the hook then stops the request and nothing else would end it.
+fn needs_reply_after_panic(phase: Phase) -> bool {
+    matches!(phase, Phase::New | Phase::Allowed) || phase.awaits_decision()
 }
 
 /// Views the callout response headers as name and value pairs.
@@ -399,7 +436,8 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
 }
 
 /// Frees the stream's state. Envoy cancels a callout still in flight, so its done hook never
-/// runs after this.
+/// runs after this. Dropping the filter removes its pending backoff from the timer and deletes
+/// its scheduler.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter_module_ptr: FilterModulePtr) {
     guard("on_http_filter_destroy", || {

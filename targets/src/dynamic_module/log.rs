@@ -73,3 +73,15 @@ pub fn warn_limited(args: fmt::Arguments<'_>) {
     }
     abi::log(LogLevel::WARN, &line);
 }
+
+/// Writes `jti="..."`, or `jti=-` before the token has been read, without allocating.
+pub struct Jti<'a>(pub Option<&'a str>);
+
+impl fmt::Display for Jti<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(jti) => write!(f, "jti={jti:?}"),
+            None => f.write_str("jti=-"),
+        }
+    }
+}

@@ -1,6 +1,6 @@
-//! Hooks of features this filter does not use: streamed callouts, scheduling and downstream
-//! watermarks. Envoy 1.40.0 rejects a module that lacks any HTTP filter hook, so each is exported
-//! as a no-op, inside [`guard`] like every other hook.
+//! Hooks of features this filter does not use: streamed callouts and downstream watermarks.
+//! Envoy 1.40.0 rejects a module that lacks any HTTP filter hook, so each is exported as a no-op,
+//! inside [`guard`] like every other hook.
 
 use super::abi::{
     EnvoyBuffer, EnvoyHttpHeader, FilterEnvoyPtr, FilterModulePtr, HttpStreamResetReason,
@@ -59,15 +59,6 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
     _reason: HttpStreamResetReason,
 ) {
     guard("on_http_filter_http_stream_reset", || {});
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
-    _filter_envoy_ptr: FilterEnvoyPtr,
-    _filter_module_ptr: FilterModulePtr,
-    _event_id: u64,
-) {
-    guard("on_http_filter_scheduled", || {});
 }
 
 #[no_mangle]

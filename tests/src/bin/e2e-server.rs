@@ -8,6 +8,7 @@
 //! e2e-server hang              accept connections, read requests, never answer
 //! e2e-server close             accept connections and close them without answering
 //! options:   --port N (default 0: any free port)   --delay-ms N (wait before answering)
+//!            --drop-first N (close the connection of the first N requests without answering)
 //! ```
 //!
 //! It prints `listening on 127.0.0.1:PORT` once bound. Connections are kept alive.
@@ -29,11 +30,19 @@ enum Mode {
 }
 
 const USAGE: &str =
-    "usage: e2e-server (echo | status CODE | hang | close) [--port N] [--delay-ms N]";
+    "usage: e2e-server (echo | status CODE | hang | close) [--port N] [--delay-ms N] \
+                     [--drop-first N]";
+
+/// Command-line options besides the mode.
+struct Options {
+    port: u16,
+    delay: Duration,
+    drop_first: u64,
+}
 
 fn main() -> ExitCode {
     match parse_args(std::env::args().skip(1).collect()) {
-        Ok((mode, port, delay)) => match serve(mode, port, delay) {
+        Ok((mode, options)) => match serve(mode, options) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("e2e-server: {e}");
@@ -47,7 +56,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn parse_args(args: Vec<String>) -> Result<(Mode, u16, Duration), String> {
+fn parse_args(args: Vec<String>) -> Result<(Mode, Options), String> {
     let mut args = args.into_iter();
     let mode = match args.next().as_deref() {
         Some("echo") => Mode::Echo,
@@ -64,40 +73,40 @@ fn parse_args(args: Vec<String>) -> Result<(Mode, u16, Duration), String> {
         }
         other => return Err(format!("unknown mode {other:?}")),
     };
-    let mut port = 0;
-    let mut delay = Duration::ZERO;
+    let mut options = Options {
+        port: 0,
+        delay: Duration::ZERO,
+        drop_first: 0,
+    };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let invalid = || format!("invalid {flag} {value:?}");
         match flag.as_str() {
-            "--port" => {
-                port = value
-                    .parse()
-                    .map_err(|_| format!("invalid port {value:?}"))?
-            }
+            "--port" => options.port = value.parse().map_err(|_| invalid())?,
             "--delay-ms" => {
-                delay = Duration::from_millis(
-                    value
-                        .parse()
-                        .map_err(|_| format!("invalid --delay-ms {value:?}"))?,
-                )
+                options.delay = Duration::from_millis(value.parse().map_err(|_| invalid())?)
             }
+            "--drop-first" => options.drop_first = value.parse().map_err(|_| invalid())?,
             _ => return Err(format!("unknown option {flag:?}")),
         }
     }
-    Ok((mode, port, delay))
+    Ok((mode, options))
 }
 
-fn serve(mode: Mode, port: u16, delay: Duration) -> std::io::Result<()> {
-    let listener = TcpListener::bind(("127.0.0.1", port))?;
+fn serve(mode: Mode, options: Options) -> std::io::Result<()> {
+    let listener = TcpListener::bind(("127.0.0.1", options.port))?;
     println!("listening on {}", listener.local_addr()?);
     std::io::stdout().flush()?;
 
     let count = Arc::new(AtomicU64::new(0));
+    let to_drop = Arc::new(AtomicU64::new(options.drop_first));
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
         let count = Arc::clone(&count);
+        let to_drop = Arc::clone(&to_drop);
+        let delay = options.delay;
         thread::spawn(move || {
-            let _ = handle(stream, mode, delay, &count);
+            let _ = handle(stream, mode, delay, &count, &to_drop);
         });
     }
     Ok(())
@@ -108,6 +117,7 @@ fn handle(
     mode: Mode,
     delay: Duration,
     count: &AtomicU64,
+    to_drop: &AtomicU64,
 ) -> std::io::Result<()> {
     if let Mode::Close = mode {
         return Ok(());
@@ -123,7 +133,15 @@ fn handle(
             path,
             body_len,
             close,
+            headers,
         } = request;
+        let dropped = to_drop
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if dropped {
+            // Closing without a response is what a crashed or restarted server looks like.
+            return Ok(());
+        }
         thread::sleep(delay);
         match mode {
             Mode::Hang => thread::sleep(Duration::from_secs(3600)),
@@ -146,6 +164,7 @@ fn handle(
                     "method": method,
                     "path": path,
                     "body_bytes": body_len,
+                    "headers": headers,
                 })
                 .to_string();
                 write!(
@@ -168,6 +187,8 @@ struct Request {
     body_len: usize,
     /// The client sent `connection: close`.
     close: bool,
+    /// Every header, by lowercase name; a repeated header keeps its last value.
+    headers: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Reads one request and its body; returns `None` at the end of the connection.
@@ -183,6 +204,7 @@ fn read_request(reader: &mut impl BufRead) -> std::io::Result<Option<Request>> {
     let mut content_length = 0usize;
     let mut chunked = false;
     let mut close = false;
+    let mut headers = serde_json::Map::new();
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header)? == 0 {
@@ -194,6 +216,7 @@ fn read_request(reader: &mut impl BufRead) -> std::io::Result<Option<Request>> {
         }
         if let Some((name, value)) = header.split_once(':') {
             let value = value.trim();
+            headers.insert(name.to_ascii_lowercase(), value.into());
             if name.eq_ignore_ascii_case("content-length") {
                 content_length = value.parse().unwrap_or(0);
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
@@ -216,6 +239,7 @@ fn read_request(reader: &mut impl BufRead) -> std::io::Result<Option<Request>> {
         path,
         body_len,
         close,
+        headers,
     }))
 }
 
