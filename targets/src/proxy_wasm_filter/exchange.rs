@@ -73,6 +73,11 @@ impl Worker {
         if self.timers.borrow().is_empty() {
             let _ = hostcalls::set_tick_period(Duration::ZERO);
         }
+        // Envoy cancels the callouts of a request whose client went away, so their entries would
+        // otherwise stay forever.
+        self.root_callouts
+            .borrow_mut()
+            .retain(|_, exchange| exchange.strong_count() > 0);
     }
 
     /// Hands the response to a callout sent from the root context to its exchange.
