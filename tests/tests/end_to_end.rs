@@ -290,6 +290,29 @@ fn body_held_until_allowed(target: Target) {
     );
 }
 
+fn large_body_held_until_allowed(target: Target) {
+    // Larger than Envoy's default 1 MiB buffer limit: the body must wait, not fail with 413.
+    const SIZE: usize = 3 * 1024 * 1024;
+    let stack = start(
+        target,
+        Authz::Delayed {
+            status: 200,
+            delay_ms: 300,
+        },
+    );
+    let token = token_with_payload(r#"{"jti":"held-3"}"#);
+    let response = send(
+        &stack,
+        Request::post("/upload", vec![b'l'; SIZE]).bearer(&token),
+    );
+    assert_status(&response, 200, "slow approval of a 3 MiB POST");
+    assert_eq!(
+        response.json().unwrap()["body_bytes"],
+        SIZE,
+        "the whole body arrives"
+    );
+}
+
 fn hanging_service_times_out(target: Target) {
     let stack = Stack::start(&target.bootstrap(), Authz::Hang, |b| {
         b.replace("\"timeout\": 2000", "\"timeout\": 300")
@@ -441,6 +464,9 @@ fn jwt_authn_chain(target: Target) {
     );
 
     assert_status(&send(&stack, Request::get("/")), 401, "no token");
+    let query_only = format!("/?access_token={}", stack.issue_token("carol").0);
+    let response = send(&stack, Request::get(&query_only));
+    assert_status(&response, 401, "token in the query only");
     let before = authz_requests(&stack);
     let forged = token_with_payload(&json!({"jti": "forged"}).to_string());
     assert_status(
@@ -463,6 +489,7 @@ e2e::per_target!(
     post_body_reaches_upstream,
     body_held_until_denied,
     body_held_until_allowed,
+    large_body_held_until_allowed,
     hanging_service_times_out,
     refused_connection_fails_closed,
     unexpected_statuses_fail_closed,
@@ -509,8 +536,16 @@ fn dynamic_module_panic_fails_closed() {
 #[test]
 fn dynamic_module_route_disabled() {
     let stack = start(Target::DynamicModule, Authz::Reference);
-    let response = send(&stack, Request::get("/healthz"));
+    let forged = Request::get("/healthz").header("x-jwt-revocation-failure-mode-allowed", "true");
+    let response = send(&stack, forged);
     assert_status(&response, 200, "route with {\"disabled\": true}");
+    let echoed = response.json().unwrap();
+    assert!(
+        echoed["headers"]
+            .get("x-jwt-revocation-failure-mode-allowed")
+            .is_none(),
+        "a disabled route still removes the failure-mode header: {echoed}"
+    );
     assert_eq!(
         authz_requests(&stack),
         0,

@@ -215,6 +215,9 @@ c_enum!(
     RequestBodyStatus {
         CONTINUE = 0,
         STOP_ITERATION_AND_BUFFER = 1,
+        /// Buffers like `STOP_ITERATION_AND_BUFFER`, but past the connection's buffer limit it
+        /// pauses reading from the client instead of failing the request with 413.
+        STOP_ITERATION_AND_WATERMARK = 2,
         STOP_ITERATION_NO_BUFFER = 3,
     }
 );

@@ -27,12 +27,11 @@ use super::log;
 use super::metrics::{HostMetrics, MetricBuffer, MetricIds};
 
 /// The request headers the decision reads.
-const DECISION_HEADERS: [&str; 5] = [
+const DECISION_HEADERS: [&str; 4] = [
     ":method",
     "authorization",
     "origin",
     "access-control-request-method",
-    FAILURE_MODE_HEADER.0,
 ];
 
 /// A header that makes the filter panic, to prove that a panic fails closed. Value `1` on the
@@ -123,6 +122,19 @@ impl Filter {
 
     /// Decides on the request headers: pass, deny, or start the callout and wait.
     pub fn on_request_headers(&self, host: &HttpFilterHandle) -> Next {
+        // Only this filter may tell the upstream that a request passed without a decision, on
+        // routes that disable the check too.
+        let forged = host
+            .request_header_values(FAILURE_MODE_HEADER.0)
+            .map_or(true, |values| !values.is_empty());
+        if forged {
+            if let Err(error) = host.remove_request_header(FAILURE_MODE_HEADER.0) {
+                log::error(format_args!("{error}. The request is rejected with 503."));
+                self.phase.set(Phase::Failed);
+                return Next::Reply(internal_error_reply());
+            }
+        }
+
         let Some(state) = self.route_config(host) else {
             self.phase.set(Phase::Allowed);
             log::debug(format_args!(
@@ -155,13 +167,6 @@ impl Filter {
         }
 
         let info = RequestInfo::from_headers(headers);
-        if info.has_failure_mode_header() {
-            if let Err(error) = host.remove_request_header(FAILURE_MODE_HEADER.0) {
-                log::error(format_args!("{error}. The request is rejected with 503."));
-                self.phase.set(Phase::Failed);
-                return Next::Reply(internal_error_reply());
-            }
-        }
         *self.active.borrow_mut() = Some(Arc::clone(&state));
         self.phase.set(Phase::Deciding);
         let action = self.step(host, &state, |stream, config, env| {
@@ -228,13 +233,14 @@ impl Filter {
         self.carry_out(host, &state, action, None)
     }
 
-    /// Buffers the body while the decision is pending, and lets it through only once the request
-    /// is allowed.
+    /// Holds the body while the decision is pending, and lets it through only once the request is
+    /// allowed. Envoy buffers it with flow control, so a body larger than the buffer limit waits
+    /// for the decision instead of failing with 413.
     pub fn on_request_body(&self) -> RequestBodyStatus {
         match self.phase.get() {
             Phase::Allowed => RequestBodyStatus::CONTINUE,
             Phase::Deciding | Phase::Dispatching | Phase::AwaitingCallout | Phase::BackingOff => {
-                RequestBodyStatus::STOP_ITERATION_AND_BUFFER
+                RequestBodyStatus::STOP_ITERATION_AND_WATERMARK
             }
             Phase::New | Phase::Denied | Phase::Failed => {
                 RequestBodyStatus::STOP_ITERATION_NO_BUFFER

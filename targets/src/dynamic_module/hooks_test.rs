@@ -333,7 +333,7 @@ fn body_held_until_decision() {
     stream.request_headers(&[(":method", "POST"), ("authorization", &bearer())]);
     assert_eq!(
         stream.request_body(),
-        RequestBodyStatus::STOP_ITERATION_AND_BUFFER
+        RequestBodyStatus::STOP_ITERATION_AND_WATERMARK
     );
     assert_eq!(
         stream.request_trailers(),
@@ -588,7 +588,7 @@ fn retry_sent_from_scheduled_event() {
     assert!(responses().is_empty());
     assert_eq!(
         stream.request_body(),
-        RequestBodyStatus::STOP_ITERATION_AND_BUFFER
+        RequestBodyStatus::STOP_ITERATION_AND_WATERMARK
     );
     let scheduler = scheduler(0);
     assert_eq!(wait_for_commits(&scheduler, 1), [1]);
