@@ -393,9 +393,21 @@ fn request_authentication_forwards_token() {
             rule["forwardOriginalToken"], true,
             "jwt_authn removes the Authorization header unless forwardOriginalToken is true"
         );
+        // The filter checks only the Authorization header, so Istio must take the token from
+        // there alone: an access_token query parameter would be verified but never checked for
+        // revocation.
+        assert_eq!(
+            rule["fromHeaders"],
+            serde_json::json!([{"name": "Authorization", "prefix": "Bearer "}]),
+            "the token must come from the Authorization header only"
+        );
         assert!(
-            rule.get("fromHeaders").is_none(),
-            "the filter reads the token from the Authorization header only"
+            rule.get("fromParams").is_none(),
+            "no query parameter may carry the token"
+        );
+        assert!(
+            rule.get("fromCookies").is_none(),
+            "no cookie may carry the token"
         );
         let key_sources = ["jwks", "jwksUri", "jwks_uri"]
             .iter()
