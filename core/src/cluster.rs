@@ -17,6 +17,8 @@ pub enum ClusterNameError {
     MalformedIstioName(&'static str),
     /// A character that is not allowed in an HTTP authority.
     InvalidCharacter(char),
+    /// A port that is not a number from 1 to 65535.
+    InvalidPort(String),
 }
 
 impl fmt::Display for ClusterNameError {
@@ -31,6 +33,9 @@ impl fmt::Display for ClusterNameError {
                 f,
                 "the cluster name is not of Istio's form direction|port|subset|host: {what}"
             ),
+            Self::InvalidPort(port) => {
+                write!(f, "the port {port:?} is not a number from 1 to 65535")
+            }
             Self::InvalidCharacter(c) => write!(
                 f,
                 "the cluster name contains {c:?}, which is not allowed in an HTTP authority; \
@@ -83,11 +88,21 @@ pub(crate) fn check_authority(authority: &str) -> Result<(), ClusterNameError> {
     if authority.is_empty() {
         return Err(ClusterNameError::Empty);
     }
-    match authority.chars().find(|c| {
+    if let Some(c) = authority.chars().find(|c| {
         !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | ':' | '[' | ']'))
     }) {
-        Some(c) => Err(ClusterNameError::InvalidCharacter(c)),
-        None => Ok(()),
+        return Err(ClusterNameError::InvalidCharacter(c));
+    }
+    // A port follows the last colon, except inside an IPv6 literal such as `[::1]`.
+    let port = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && !port.contains(']') => Some(port),
+        _ => None,
+    };
+    match port {
+        Some(port) if !matches!(port.parse::<u16>(), Ok(p) if p > 0) => {
+            Err(ClusterNameError::InvalidPort(port.to_owned()))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -169,6 +184,21 @@ mod tests {
         assert_eq!(
             authority_from_cluster("outbound|8080||authz/x"),
             Err(ClusterNameError::InvalidCharacter('/'))
+        );
+    }
+
+    #[test]
+    fn authority_ports_checked() {
+        assert_eq!(check_authority("authz:8080"), Ok(()));
+        assert_eq!(check_authority("[::1]:8080"), Ok(()));
+        assert_eq!(check_authority("[::1]"), Ok(()));
+        assert_eq!(
+            check_authority("authz:99999"),
+            Err(ClusterNameError::InvalidPort("99999".to_owned()))
+        );
+        assert_eq!(
+            check_authority("authz:"),
+            Err(ClusterNameError::InvalidPort(String::new()))
         );
     }
 

@@ -113,6 +113,13 @@ impl Config {
         }
         let value: Value = serde_json::from_slice(bytes)
             .map_err(|e| ConfigError::new(format!("the configuration is not valid JSON: {e}")))?;
+        // serde_json keeps the last of two equal keys; a configuration that says two things
+        // about one setting is rejected instead.
+        if let Some(key) = duplicate_key(bytes) {
+            return Err(ConfigError::new(format!(
+                "the key \"{key}\" appears more than once; give each key once"
+            )));
+        }
         let Value::Object(object) = value else {
             return Err(ConfigError::new(format!(
                 "the configuration is {}; expected a JSON object with at least \"cluster\"",
@@ -427,6 +434,9 @@ fn describe(value: &Value) -> String {
         Value::Array(_) => "array",
         Value::Object(_) => "object",
     };
+    if value.is_null() {
+        return "null".to_owned();
+    }
     let mut text = value.to_string();
     if text.len() > MAX {
         let mut end = MAX;
@@ -437,6 +447,77 @@ fn describe(value: &Value) -> String {
         text.push_str("...");
     }
     format!("{kind} {text}")
+}
+
+/// Returns the first key that appears twice in one JSON object, at any depth, of a document
+/// that is known to be valid JSON.
+fn duplicate_key(bytes: &[u8]) -> Option<String> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    /// Walks one JSON value and records the first repeated key in `0`.
+    struct Finder<'f>(&'f mut Option<String>);
+
+    impl<'de> Visitor<'de> for Finder<'_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if self.0.is_none() && !seen.insert(key.clone()) {
+                    *self.0 = Some(key);
+                }
+                map.next_value_seed(Finder(&mut *self.0))?;
+            }
+            Ok(())
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element_seed(Finder(&mut *self.0))?.is_some() {}
+            Ok(())
+        }
+
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Finder<'_> {
+        type Value = ();
+
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_any(self)
+        }
+    }
+
+    let mut found = None;
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    // The document already parsed as JSON, so walking it cannot fail.
+    let _ = Finder(&mut found).deserialize(&mut deserializer);
+    found
 }
 
 #[cfg(test)]
@@ -519,7 +600,7 @@ mod tests {
             ),
             (
                 r#"{"cluster": "a", "authorizeUrl": null}"#,
-                "\"authorizeUrl\": null null",
+                "\"authorizeUrl\": null; expected",
             ),
             (
                 r#"{"cluster": "a", "authority": ["x"]}"#,
@@ -562,6 +643,32 @@ mod tests {
         let message = error(r#"{"cluster": "a", "authority": "a b"}"#);
         assert!(message.contains("\"authority\""), "{message}");
         assert!(message.contains("host or host:port"), "{message}");
+    }
+
+    #[test]
+    fn duplicate_keys_rejected() {
+        let message = error(r#"{"cluster": "a", "timeout": 0, "timeout": 2000}"#);
+        assert!(
+            message.contains("\"timeout\" appears more than once"),
+            "{message}"
+        );
+        let message = error(r#"{"cluster": "a", "retry": {"maxRetries": 1, "maxRetries": 2}}"#);
+        assert!(
+            message.contains("\"maxRetries\" appears more than once"),
+            "{message}"
+        );
+        let json = r#"{"cluster": "a", "fallbackClusters": [{"cluster": "b", "cluster": "c"}]}"#;
+        let message = error(json);
+        assert!(
+            message.contains("\"cluster\" appears more than once"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn null_described_once() {
+        let message = error(r#"{"cluster": "a", "timeout": null}"#);
+        assert!(message.contains("\"timeout\": null; expected"), "{message}");
     }
 
     #[test]
