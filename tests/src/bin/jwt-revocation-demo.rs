@@ -193,9 +193,16 @@ fn keep_stacks_running(targets: &[Target]) -> ExitCode {
         );
     }
     println!(
-        "  # revoke the token (each stack has its own authorization service), then repeat the curl:\n  curl -i -X POST -d '{{\"jti\":\"{jti}\"}}' http://127.0.0.1:{}/revoke\n",
-        first.authz_port
+        "  # revoke the token, then repeat the curl; each stack has its own authorization service:"
     );
+    for (target, stack) in &stacks {
+        println!(
+            "  curl -i -X POST -d '{{\"jti\":\"{jti}\"}}' http://127.0.0.1:{}/revoke   # {}",
+            stack.authz_port,
+            target.name()
+        );
+    }
+    println!();
     println!(
         "  # a new token:\n  curl -s -X POST -d '{{\"sub\":\"bob\"}}' http://127.0.0.1:{}/tokens\n",
         first.authz_port
