@@ -113,8 +113,8 @@ impl Config {
         }
         let value: Value = serde_json::from_slice(bytes)
             .map_err(|e| ConfigError::new(format!("the configuration is not valid JSON: {e}")))?;
-        // serde_json keeps the last of two equal keys; a configuration that says two things
-        // about one setting is rejected instead.
+        // serde_json keeps the last of two equal keys, so a configuration that sets one key
+        // twice is rejected instead of running with one of the two values.
         if let Some(key) = duplicate_key(bytes) {
             return Err(ConfigError::new(format!(
                 "the key \"{key}\" appears more than once; give each key once"
@@ -377,7 +377,7 @@ fn integer(
     key: &str,
     range: RangeInclusive<u64>,
     default: u64,
-    what: &str,
+    expected: &str,
 ) -> Result<u64, ConfigError> {
     match object.get(key) {
         None => Ok(default),
@@ -386,7 +386,7 @@ fn integer(
             _ => Err(ConfigError::invalid(
                 &format!("{prefix}{key}"),
                 value,
-                format_args!("{what} from {} to {}", range.start(), range.end()),
+                format_args!("{expected} from {} to {}", range.start(), range.end()),
             )),
         },
     }
