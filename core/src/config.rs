@@ -515,7 +515,7 @@ fn duplicate_key(bytes: &[u8]) -> Option<String> {
 
     let mut found = None;
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    // The document already parsed as JSON, so walking it cannot fail.
+    // `from_json` parsed the same bytes as JSON before calling this, so the walk cannot fail.
     let _ = Finder(&mut found).deserialize(&mut deserializer);
     found
 }

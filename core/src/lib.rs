@@ -1,9 +1,9 @@
 //! Decision logic of the jwt-revocation Envoy filter.
 //!
-//! For each request the filter reads the bearer JWT from `Authorization`, reads its `jti`, and asks
-//! an authorization service through an Envoy cluster whether the token is still valid. This crate
+//! For each request the filter reads the bearer JWT from `Authorization`, reads its `jti`, and checks
+//! with an authorization service, through an Envoy cluster, whether the token is still valid. This crate
 //! holds everything that decides: configuration, token parsing, the callout, and the mapping of
-//! the service's answer to a verdict. It does no I/O, reads no clock and has no FFI, so the
+//! the service's response to a verdict. It does no I/O, reads no clock and has no FFI, so the
 //! proxy-wasm and dynamic-module targets share it and differ only in how they talk to Envoy.
 
 pub mod breaker;

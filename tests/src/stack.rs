@@ -23,7 +23,7 @@ pub enum Authz {
     /// A server that closes the connection of the first `count` requests without a response,
     /// then responds with `status`.
     DropFirst { status: u16, count: u64 },
-    /// A server that never answers.
+    /// A server that never responds.
     Hang,
     /// A port where nothing listens, so connections are refused.
     Refused,

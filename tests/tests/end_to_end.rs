@@ -48,7 +48,8 @@ fn assert_denial(
     }
 }
 
-/// Builds an unsigned-looking token with the given payload: only the filter sees these.
+/// Builds a token with the given payload and a fake signature, for cases where nothing checks
+/// the signature: the filter alone, or a stand-in authorization service.
 fn token_with_payload(payload: &str) -> String {
     format!(
         "{}.{}.c2lnbmF0dXJl",

@@ -1,7 +1,7 @@
 //! End-to-end behaviour of the failure policy, retries, circuit breaker, fallback clusters and
 //! metrics, once per target with the same cases and expected statuses, in a real Envoy 1.40.
 //!
-//! Envoy runs with `--concurrency 1`, so the wasm build's per-worker breaker sees every request.
+//! Envoy runs with `--concurrency 1`, so the wasm build's per-worker breaker counts every request.
 
 use std::thread;
 use std::time::Duration;

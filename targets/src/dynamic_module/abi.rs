@@ -532,27 +532,9 @@ impl HttpFilterHandle {
     ///
     /// Returns an error when Envoy has no request header map for the stream.
     pub fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {
-        // SAFETY: `self.ptr` belongs to the running hook, and Envoy copies both buffers.
-        let set = unsafe {
-            envoy_dynamic_module_callback_http_set_header(
-                self.ptr,
-                HeaderType::REQUEST_HEADER,
-                ModuleBuffer::from(name),
-                ModuleBuffer::from(value),
-            )
-        };
-        if set {
-            Ok(())
-        } else {
-            Err(HostError(format!(
-                "Envoy could not set request header \"{name}\": the stream has no request \
-                 headers"
-            )))
-        }
+        self.replace_request_header(name, ModuleBuffer::from(value), "set")
     }
-}
 
-impl HttpFilterHandle {
     /// Removes every value of the request header `name`: Envoy removes a header whose new value
     /// has a null pointer.
     ///
@@ -562,20 +544,29 @@ impl HttpFilterHandle {
             ptr: std::ptr::null(),
             length: 0,
         };
-        // SAFETY: `self.ptr` belongs to the running hook, and Envoy copies the name.
-        let removed = unsafe {
+        self.replace_request_header(name, no_value, "remove")
+    }
+
+    fn replace_request_header(
+        &self,
+        name: &str,
+        value: ModuleBuffer,
+        verb: &str,
+    ) -> Result<(), HostError> {
+        // SAFETY: `self.ptr` belongs to the running hook, and Envoy copies both buffers.
+        let done = unsafe {
             envoy_dynamic_module_callback_http_set_header(
                 self.ptr,
                 HeaderType::REQUEST_HEADER,
                 ModuleBuffer::from(name),
-                no_value,
+                value,
             )
         };
-        if removed {
+        if done {
             Ok(())
         } else {
             Err(HostError(format!(
-                "Envoy could not remove request header \"{name}\": the stream has no request \
+                "Envoy could not {verb} request header \"{name}\": the stream has no request \
                  headers"
             )))
         }

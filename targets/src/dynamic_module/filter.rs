@@ -129,9 +129,7 @@ impl Filter {
             .map_or(true, |values| !values.is_empty());
         if forged {
             if let Err(error) = host.remove_request_header(FAILURE_MODE_HEADER.0) {
-                log::error(format_args!("{error}. The request is rejected with 503."));
-                self.phase.set(Phase::Failed);
-                return Next::Reply(internal_error_reply());
+                return self.fail(&error.to_string());
             }
         }
 
@@ -148,12 +146,7 @@ impl Filter {
             match host.request_header_values(name) {
                 Ok(values) => headers.extend(values.into_iter().map(|v| (name.as_bytes(), v))),
                 Err(error) => {
-                    log::error(format_args!(
-                        "reading the request headers failed: {error}. The request is rejected \
-                         with 503."
-                    ));
-                    self.phase.set(Phase::Failed);
-                    return Next::Reply(internal_error_reply());
+                    return self.fail(&format!("reading the request headers failed: {error}"));
                 }
             }
         }

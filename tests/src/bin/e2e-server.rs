@@ -2,13 +2,13 @@
 //! authorization service.
 //!
 //! ```text
-//! e2e-server echo              answer 200 with a JSON summary of the request; GET /__requests
+//! e2e-server echo              respond 200 with a JSON summary of the request; GET /__requests
 //!                              returns how many requests arrived
-//! e2e-server status CODE       answer every request with CODE and an empty body
-//! e2e-server hang              accept connections, read requests, never answer
-//! e2e-server close             accept connections and close them without answering
-//! options:   --port N (default 0: any free port)   --delay-ms N (wait before answering)
-//!            --drop-first N (close the connection of the first N requests without answering)
+//! e2e-server status CODE       respond to every request with CODE and an empty body
+//! e2e-server hang              accept connections, read requests, never respond
+//! e2e-server close             accept connections and close them without responding
+//! options:   --port N (default 0: any free port)   --delay-ms N (wait before responding)
+//!            --drop-first N (close the connection of the first N requests without responding)
 //! ```
 //!
 //! It prints `listening on 127.0.0.1:PORT` once bound. Connections are kept alive.

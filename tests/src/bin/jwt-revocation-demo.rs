@@ -6,7 +6,7 @@
 //!
 //! For each target it starts the reference authorization service, a test upstream and Envoy with
 //! the production chain (jwt_authn, then jwt-revocation), all on 127.0.0.1 with free ports, runs
-//! the cases below, prints a table and exits 0 only when every answer matched. With
+//! the cases below, prints a table and exits 0 only when every status matched. With
 //! `--keep-running` it starts the stacks, prints ready `curl` lines and waits for Enter or Ctrl-C.
 
 use std::io::{BufRead, Write};
@@ -19,7 +19,7 @@ use e2e::stack::{Authz, Stack};
 struct Row {
     case: &'static str,
     expected: u16,
-    /// One answer per target: the status, or the error that kept the request from completing.
+    /// One status per target, or the error that kept the request from completing.
     actual: Vec<Result<u16, String>>,
 }
 
@@ -49,14 +49,14 @@ fn main() -> ExitCode {
 
     let mut rows: Vec<Row> = Vec::new();
     for (column, target) in targets.iter().enumerate() {
-        let answers = match run_cases(*target) {
-            Ok(answers) => answers,
+        let statuses = match run_cases(*target) {
+            Ok(statuses) => statuses,
             Err(e) => {
                 eprintln!("jwt-revocation-demo: {}: {e}", target.name());
                 CASES.iter().map(|_| Err(e.clone())).collect()
             }
         };
-        for (index, answer) in answers.into_iter().enumerate() {
+        for (index, status) in statuses.into_iter().enumerate() {
             if column == 0 {
                 rows.push(Row {
                     case: CASES[index].0,
@@ -64,15 +64,15 @@ fn main() -> ExitCode {
                     actual: Vec::new(),
                 });
             }
-            rows[index].actual.push(answer);
+            rows[index].actual.push(status);
         }
     }
     let all_matched = print_table(&targets, &rows);
     if all_matched {
-        println!("\nEvery answer matched. All processes started by the demo are stopped.");
+        println!("\nEvery status matched. All processes started by the demo are stopped.");
         ExitCode::SUCCESS
     } else {
-        println!("\nSome answers did not match; see the rows marked MISMATCH.");
+        println!("\nSome statuses did not match; see the rows marked MISMATCH.");
         ExitCode::FAILURE
     }
 }
@@ -117,24 +117,24 @@ fn run_cases(target: Target) -> Result<Vec<Result<u16, String>>, String> {
     let status = |request: Request| request.send(port).map(|r| r.status);
 
     let (token, jti) = stack.issue_token("alice");
-    let mut answers = vec![status(Request::get("/").bearer(&token))];
+    let mut statuses = vec![status(Request::get("/").bearer(&token))];
 
     stack.revoke(&jti)?;
-    answers.push(status(Request::get("/").bearer(&token)));
+    statuses.push(status(Request::get("/").bearer(&token)));
 
     let (other, _) = stack.issue_token("bob");
     let (rest, signature) = other
         .rsplit_once('.')
         .ok_or("issued token has no signature")?;
     let tampered = format!("{rest}.{}", signature.chars().rev().collect::<String>());
-    answers.push(status(Request::get("/").bearer(&tampered)));
+    statuses.push(status(Request::get("/").bearer(&tampered)));
 
-    answers.push(status(Request::get("/")));
+    statuses.push(status(Request::get("/")));
 
     let (fresh, _) = stack.issue_token("carol");
     stack.stop_authz();
-    answers.push(status(Request::get("/").bearer(&fresh)));
-    Ok(answers)
+    statuses.push(status(Request::get("/").bearer(&fresh)));
+    Ok(statuses)
 }
 
 fn print_table(targets: &[Target], rows: &[Row]) -> bool {
@@ -148,8 +148,8 @@ fn print_table(targets: &[Target], rows: &[Row]) -> bool {
     let mut all_matched = true;
     for row in rows {
         print!("{:<case_width$}  {:<8}", row.case, row.expected);
-        for answer in &row.actual {
-            let cell = match answer {
+        for status in &row.actual {
+            let cell = match status {
                 Ok(status) if *status == row.expected => format!("{status} ok"),
                 Ok(status) => {
                     all_matched = false;
