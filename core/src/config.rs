@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::breaker::BreakerConfig;
+use crate::cache::CacheConfig;
 use crate::cluster::{authority_from_cluster, check_authority};
 use crate::retry::RetryPolicy;
 
@@ -27,6 +28,10 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 2000;
 pub const TIMEOUT_RANGE_MS: RangeInclusive<u64> = 1..=60_000;
 /// Default status sent when no decision arrives and `failOpen` is off.
 pub const DEFAULT_STATUS_ON_ERROR: u16 = 503;
+/// Allowed `cache.ttl` values, in milliseconds.
+pub const CACHE_TTL_RANGE_MS: RangeInclusive<u64> = 1..=300_000;
+/// Default `cache.maxEntries`.
+pub const DEFAULT_CACHE_MAX_ENTRIES: usize = 10_000;
 /// Longest `authorizeUrl` accepted, in bytes.
 const MAX_AUTHORIZE_URL_LEN: usize = 2048;
 /// Most fallback clusters accepted.
@@ -42,10 +47,12 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "retry",
     "circuitBreaker",
     "fallbackClusters",
+    "cache",
 ];
 const RETRY_KEYS: &[&str] = &["maxRetries", "baseInterval", "maxInterval", "perTryTimeout"];
 const BREAKER_KEYS: &[&str] = &["consecutiveFailures", "openInterval"];
 const UPSTREAM_KEYS: &[&str] = &["cluster", "authority"];
+const CACHE_KEYS: &[&str] = &["ttl", "maxEntries"];
 
 /// An authorization cluster and the `:authority` its callouts carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +83,8 @@ pub struct Config {
     pub per_try_timeout: Duration,
     /// Circuit breaker per cluster; `None` when not configured.
     pub breaker: Option<BreakerConfig>,
+    /// Reuse of decisions per token. `None`, the default, sends a callout for every request.
+    pub cache: Option<CacheConfig>,
 }
 
 /// A configuration that cannot be used, with the key, the value and what is allowed.
@@ -192,6 +201,7 @@ impl Config {
         let (retry, per_try_timeout) = retry(object.get("retry"), timeout)?;
         let breaker = breaker(object.get("circuitBreaker"))?;
         let fallbacks = fallbacks(object.get("fallbackClusters"))?;
+        let cache = cache(object.get("cache"))?;
 
         Ok(Self {
             cluster: primary.cluster,
@@ -205,6 +215,7 @@ impl Config {
             retry,
             per_try_timeout,
             breaker,
+            cache,
         })
     }
 }
@@ -343,6 +354,35 @@ fn breaker(value: Option<&Value>) -> Result<Option<BreakerConfig>, ConfigError> 
     Ok(Some(BreakerConfig {
         consecutive_failures: consecutive_failures as u32,
         open_interval,
+    }))
+}
+
+fn cache(value: Option<&Value>) -> Result<Option<CacheConfig>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let object = as_object("cache", value)?;
+    check_keys(object, "cache.", CACHE_KEYS)?;
+    // The time a revocation can go unnoticed is the user's choice, so it has no default.
+    if !object.contains_key("ttl") {
+        return Err(ConfigError::new(
+            "missing key \"cache.ttl\"; expected the milliseconds a decision is reused, which is \
+             also the longest time a revoked token can still pass",
+        ));
+    }
+    let ttl = milliseconds(object, "cache.", "ttl", CACHE_TTL_RANGE_MS, 0)?;
+    let max_entries = integer(
+        object,
+        "cache.",
+        "maxEntries",
+        1..=1_000_000,
+        DEFAULT_CACHE_MAX_ENTRIES as u64,
+        "a whole number",
+    )?;
+    Ok(Some(CacheConfig {
+        ttl,
+        // Bounded to 1..=1_000_000 above.
+        max_entries: max_entries as usize,
     }))
 }
 
@@ -697,6 +737,7 @@ mod tests {
         assert_eq!(config.retry.max_retries, 0);
         assert_eq!(config.per_try_timeout, config.timeout);
         assert_eq!(config.breaker, None);
+        assert_eq!(config.cache, None);
         assert!(config.fallbacks.is_empty());
         assert_eq!(config.upstream_count(), 1);
     }
@@ -760,6 +801,55 @@ mod tests {
             (r#""fallbackClusters": [{"authority": "a"}]"#, "missing key \"fallbackClusters[0].cluster\""),
             (r#""fallbackClusters": ["outbound_.80_._.b"]"#, "\"fallbackClusters[0].cluster\": the cluster name has Istio's SNI form"),
             (r#""fallbackClusters": [{"cluster": "b", "weight": 1}]"#, "unknown key \"fallbackClusters[0].weight\""),
+        ];
+        for (fragment, expected) in cases {
+            let json = format!(r#"{{"cluster": "authz", {fragment}}}"#);
+            let message = error(&json);
+            assert!(message.contains(expected), "{json}: {message}");
+        }
+    }
+
+    #[test]
+    fn cache_read() {
+        let config = parse(r#"{"cluster": "authz", "cache": {"ttl": 1500}}"#).unwrap();
+        assert_eq!(
+            config.cache,
+            Some(CacheConfig {
+                ttl: Duration::from_millis(1500),
+                max_entries: 10_000,
+            })
+        );
+        let config =
+            parse(r#"{"cluster": "authz", "cache": {"ttl": 1, "maxEntries": 5}}"#).unwrap();
+        assert_eq!(config.cache.map(|cache| cache.max_entries), Some(5));
+    }
+
+    #[test]
+    fn cache_values_checked() {
+        let cases = [
+            (
+                r#""cache": true"#,
+                "\"cache\": boolean true; expected a JSON object",
+            ),
+            (r#""cache": {}"#, "missing key \"cache.ttl\""),
+            (r#""cache": {"maxEntries": 5}"#, "missing key \"cache.ttl\""),
+            (
+                r#""cache": {"ttl": 0}"#,
+                "\"cache.ttl\": number 0; expected a whole number of milliseconds from 1 to 300000",
+            ),
+            (
+                r#""cache": {"ttl": 300001}"#,
+                "\"cache.ttl\": number 300001",
+            ),
+            (r#""cache": {"ttl": "1s"}"#, "\"cache.ttl\": string \"1s\""),
+            (
+                r#""cache": {"ttl": 10, "maxEntries": 0}"#,
+                "\"cache.maxEntries\": number 0; expected a whole number from 1 to 1000000",
+            ),
+            (
+                r#""cache": {"ttl": 10, "size": 5}"#,
+                "unknown key \"cache.size\"; allowed keys in \"cache\" are ttl, maxEntries",
+            ),
         ];
         for (fragment, expected) in cases {
             let json = format!(r#"{{"cluster": "authz", {fragment}}}"#);

@@ -7,6 +7,7 @@
 //! proxy-wasm and dynamic-module targets share it and differ only in how they talk to Envoy.
 
 pub mod breaker;
+pub mod cache;
 pub mod cluster;
 pub mod config;
 pub mod log_limit;
@@ -16,6 +17,7 @@ pub mod stream;
 pub mod token;
 pub mod verdict;
 
+pub use cache::{CacheConfig, DecisionCache};
 pub use config::{Config, ConfigError};
 pub use log_limit::LogLimiter;
 pub use metrics::{Counter, NoMetrics, Recorder};

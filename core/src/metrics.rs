@@ -42,10 +42,13 @@ pub enum Counter {
     BreakerOpened,
     /// A request skipped a cluster because its circuit breaker was open.
     BreakerSkipped,
+    /// A request got a cached decision instead of a callout. It is also counted under its
+    /// decision (`allowed`, `denied_invalid` or `denied_revoked`).
+    CacheHit,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 14] = [
+    pub const ALL: [Counter; 15] = [
         Counter::Allowed,
         Counter::DeniedInvalid,
         Counter::DeniedRevoked,
@@ -60,6 +63,7 @@ impl Counter {
         Counter::Retries,
         Counter::BreakerOpened,
         Counter::BreakerSkipped,
+        Counter::CacheHit,
     ];
 
     /// Returns the full metric name, such as `jwt_revocation.denied_revoked`.
@@ -79,6 +83,7 @@ impl Counter {
             Counter::Retries => "jwt_revocation.retries",
             Counter::BreakerOpened => "jwt_revocation.breaker_opened",
             Counter::BreakerSkipped => "jwt_revocation.breaker_skipped",
+            Counter::CacheHit => "jwt_revocation.cache_hit",
         }
     }
 

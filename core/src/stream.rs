@@ -11,16 +11,17 @@
 //! 4. On [`Action::Finish`] the target continues the request when the verdict allows it (adding
 //!    [`Verdict::request_header`] if there is one) and sends [`Verdict::local_reply`] otherwise.
 //!
-//! Every event carries an [`Env`]: the time, the worker's circuit breakers, a jitter sample and
-//! the metrics recorder. The stream never calls the host, so every path is unit-tested without
+//! Every event carries an [`Env`]: the time, the worker's circuit breakers and decision cache, a
+//! jitter sample and the metrics recorder. The stream never calls the host, so every path is unit-tested without
 //! Envoy.
 
 use std::time::Duration;
 
 use crate::breaker::{Admission, BreakerConfig, CircuitBreaker, Transition};
+use crate::cache::DecisionCache;
 use crate::config::Config;
 use crate::metrics::{Counter, Recorder};
-use crate::token::{bearer_token, jti, TokenError};
+use crate::token::{bearer_token, claims, Claims, Expiry, TokenError};
 use crate::verdict::{NoDecision, Verdict, FAILURE_MODE_HEADER};
 
 /// The request headers that the decision depends on, collected from the host's header map.
@@ -151,11 +152,18 @@ pub struct Env<'a> {
     /// The current time, from any clock that does not jump, as a [`Duration`] since a fixed
     /// instant.
     pub now: Duration,
+    /// The wall-clock time as a [`Duration`] since the Unix epoch, which a token's `exp` is
+    /// compared with.
+    pub unix_time: Duration,
     /// A random number in `[0, 1)` for the retry backoff.
     pub jitter: f64,
     pub breakers: &'a mut Breakers,
+    pub cache: &'a mut DecisionCache,
     pub metrics: &'a mut dyn Recorder,
 }
+
+/// The scheme prefix of the callout's `authorization` header.
+const BEARER_PREFIX: &str = "Bearer ";
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -171,6 +179,7 @@ enum State {
 pub struct Stream {
     state: State,
     jti: Option<String>,
+    exp: Option<Expiry>,
     /// `Bearer <token>`, sent with every callout of this request.
     authorization: String,
     /// Time after which no further callout starts.
@@ -189,6 +198,11 @@ impl Stream {
     /// Returns the `jti` of the request's token, once it has been read.
     pub fn jti(&self) -> Option<&str> {
         self.jti.as_deref()
+    }
+
+    /// Returns the request's token, once it has been read.
+    fn token(&self) -> Option<&str> {
+        self.authorization.strip_prefix(BEARER_PREFIX)
     }
 
     /// Returns true while the request is held for a callout or a backoff.
@@ -218,11 +232,16 @@ impl Stream {
         }
         match parse_request(request) {
             Err(verdict) => self.finish(verdict, env.metrics),
-            Ok((token, jti)) => {
-                self.jti = Some(jti);
+            Ok((token, claims)) => {
+                self.jti = Some(claims.jti);
+                if let Some(verdict) = env.cache.get(token, env.now) {
+                    env.metrics.increment(Counter::CacheHit);
+                    return self.finish(verdict, env.metrics);
+                }
+                self.exp = Some(claims.exp);
                 self.authorization
-                    .reserve_exact("Bearer ".len() + token.len());
-                self.authorization.push_str("Bearer ");
+                    .reserve_exact(BEARER_PREFIX.len() + token.len());
+                self.authorization.push_str(BEARER_PREFIX);
                 self.authorization.push_str(token);
                 self.deadline = env.now + config.timeout;
                 self.try_upstreams(config, env)
@@ -257,6 +276,10 @@ impl Stream {
         match decision {
             Ok(verdict) => {
                 env.breakers.record(self.upstream, true, env.now);
+                if let (Some(token), Some(exp)) = (self.token(), self.exp) {
+                    env.cache
+                        .insert(token, &verdict, exp, env.now, env.unix_time);
+                }
                 self.finish(verdict, env.metrics)
             }
             Err(reason) => self.after_no_decision(config, reason, env),
@@ -396,9 +419,9 @@ impl Stream {
     }
 }
 
-/// Checks the request's credentials; returns the token and its `jti`, or the verdict that ends
+/// Checks the request's credentials. Returns the token and its claims, or the verdict that ends
 /// the request without a callout.
-fn parse_request<'r>(request: &RequestInfo<'r>) -> Result<(&'r str, String), Verdict> {
+fn parse_request<'r>(request: &RequestInfo<'r>) -> Result<(&'r str, Claims), Verdict> {
     if request.authorization_count > 1 {
         return Err(Verdict::InvalidRequest(
             "the request has more than one Authorization header",
@@ -416,8 +439,8 @@ fn parse_request<'r>(request: &RequestInfo<'r>) -> Result<(&'r str, String), Ver
         Err(TokenError::InvalidRequest(reason)) => return Err(Verdict::InvalidRequest(reason)),
         Err(TokenError::InvalidToken(reason)) => return Err(Verdict::MalformedToken(reason)),
     };
-    match jti(token) {
-        Ok(jti) => Ok((token, jti)),
+    match claims(token) {
+        Ok(claims) => Ok((token, claims)),
         Err(TokenError::InvalidRequest(reason) | TokenError::InvalidToken(reason)) => {
             Err(Verdict::MalformedToken(reason))
         }
@@ -445,6 +468,8 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+    /// Wall-clock time of the tests when the monotonic clock reads zero.
+    const UNIX_TIME: Duration = Duration::from_secs(1_800_000_000);
 
     fn token(payload: &str) -> String {
         format!(
@@ -484,6 +509,7 @@ mod tests {
     struct Worker {
         config: Config,
         breakers: Breakers,
+        cache: DecisionCache,
         counts: Counts,
         now: Duration,
         jitter: f64,
@@ -494,6 +520,7 @@ mod tests {
             let config = Config::from_json(json.as_bytes()).unwrap();
             Self {
                 breakers: Breakers::new(&config),
+                cache: DecisionCache::new(config.cache),
                 config,
                 counts: Counts::default(),
                 now: Duration::from_secs(1000),
@@ -510,8 +537,10 @@ mod tests {
                 &self.config,
                 Env {
                     now: self.now,
+                    unix_time: UNIX_TIME + self.now,
                     jitter: self.jitter,
                     breakers: &mut self.breakers,
+                    cache: &mut self.cache,
                     metrics: &mut self.counts,
                 },
             )
@@ -1183,5 +1212,85 @@ mod tests {
             Outcome::Dispatch { .. }
         ));
         assert_eq!(worker.counts.get(Counter::BreakerOpened), 0);
+    }
+
+    #[test]
+    fn cached_decision_skips_callout() {
+        let mut worker = Worker::new(r#"{"cluster": "a", "cache": {"ttl": 1000}}"#);
+        let mut first = Stream::new();
+        assert!(matches!(worker.start(&mut first), Outcome::Dispatch { .. }));
+        assert_eq!(
+            worker.respond(&mut first, "403"),
+            Outcome::Finish(Verdict::Revoked)
+        );
+
+        worker.now += 999 * MS;
+        let mut second = Stream::new();
+        assert_eq!(worker.start(&mut second), Outcome::Finish(Verdict::Revoked));
+        assert_eq!(second.jti(), Some("id-1"));
+        assert_eq!(worker.counts.get(Counter::CacheHit), 1);
+        assert_eq!(worker.counts.get(Counter::DeniedRevoked), 2);
+
+        worker.now += MS;
+        assert!(matches!(
+            worker.start(&mut Stream::new()),
+            Outcome::Dispatch { .. }
+        ));
+    }
+
+    #[test]
+    fn cache_off_by_default() {
+        let mut worker = Worker::plain();
+        worker.request_with_status("200");
+        assert!(matches!(
+            worker.start(&mut Stream::new()),
+            Outcome::Dispatch { .. }
+        ));
+        assert_eq!(worker.counts.get(Counter::CacheHit), 0);
+    }
+
+    #[test]
+    fn cache_keyed_by_whole_token() {
+        let mut worker = Worker::new(r#"{"cluster": "a", "cache": {"ttl": 1000}}"#);
+        worker.request_with_status("200");
+        // Same jti, other claims: a different token, so it gets its own callout.
+        let other = bearer(r#"{"jti":"id-1","sub":"someone-else"}"#);
+        let outcome = worker.headers(&mut Stream::new(), &[("authorization", &other)]);
+        assert!(matches!(outcome, Outcome::Dispatch { .. }), "{outcome:?}");
+    }
+
+    #[test]
+    fn no_decision_not_cached() {
+        let mut worker = Worker::new(r#"{"cluster": "a", "cache": {"ttl": 1000}}"#);
+        worker.request_with_status("500");
+        let mut stream = Stream::new();
+        worker.start(&mut stream);
+        assert_eq!(
+            worker.fail(&mut stream, NoDecision::Timeout),
+            Outcome::Finish(unavailable(NoDecision::Timeout))
+        );
+        assert!(matches!(
+            worker.start(&mut Stream::new()),
+            Outcome::Dispatch { .. }
+        ));
+    }
+
+    #[test]
+    fn expired_token_not_cached() {
+        let mut worker = Worker::new(r#"{"cluster": "a", "cache": {"ttl": 60000}}"#);
+        let exp = (UNIX_TIME + worker.now).as_secs() + 2;
+        let auth = bearer(&format!(r#"{{"jti":"id-1","exp":{exp}}}"#));
+        let send = |worker: &mut Worker| {
+            let mut stream = Stream::new();
+            let outcome = worker.headers(&mut stream, &[("authorization", &auth)]);
+            (stream, outcome)
+        };
+        let (mut stream, outcome) = send(&mut worker);
+        assert!(matches!(outcome, Outcome::Dispatch { .. }));
+        worker.respond(&mut stream, "200");
+        worker.now += 1999 * MS;
+        assert_eq!(send(&mut worker).1, Outcome::Finish(Verdict::Allowed));
+        worker.now += MS;
+        assert!(matches!(send(&mut worker).1, Outcome::Dispatch { .. }));
     }
 }

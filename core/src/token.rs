@@ -81,11 +81,36 @@ fn is_b64token_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
 }
 
+/// The claims of a JWT that the filter reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    pub jti: String,
+    pub exp: Expiry,
+}
+
+/// The `exp` claim (RFC 7519 section 4.1.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// The token has no `exp`.
+    Never,
+    /// Seconds since the Unix epoch, without the fraction. A negative time counts as 0.
+    At(u64),
+    /// `exp` is not a number, or appears more than once. The token is still checked with the
+    /// authorization service, but its decision is never cached.
+    Unusable,
+}
+
 /// Returns the `jti` claim of a JWS in compact serialization.
 ///
 /// The token must have three non-empty base64url segments without padding. The payload must be a
 /// JSON object whose `jti` is a non-empty string and appears once.
 pub fn jti(token: &str) -> Result<String, TokenError> {
+    claims(token).map(|claims| claims.jti)
+}
+
+/// Returns the `jti` and `exp` claims of a JWS in compact serialization, with the checks of
+/// [`jti`].
+pub fn claims(token: &str) -> Result<Claims, TokenError> {
     let mut segments = token.split('.');
     let (Some(header), Some(payload), Some(signature), None) = (
         segments.next(),
@@ -112,12 +137,15 @@ pub fn jti(token: &str) -> Result<String, TokenError> {
         .map_err(|_| TokenError::InvalidToken("the JWT payload is not unpadded base64url"))?;
 
     let mut deserializer = serde_json::Deserializer::from_slice(&json);
-    let claim = deserializer
-        .deserialize_map(JtiVisitor)
-        .and_then(|claim| deserializer.end().map(|()| claim))
+    let (jti, exp) = deserializer
+        .deserialize_map(ClaimsVisitor)
+        .and_then(|claims| deserializer.end().map(|()| claims))
         .map_err(|_| TokenError::InvalidToken("the JWT payload is not a JSON object"))?;
-    match claim {
-        JtiClaim::Found(jti) if !jti.is_empty() => Ok(jti.into_owned()),
+    match jti {
+        JtiClaim::Found(jti) if !jti.is_empty() => Ok(Claims {
+            jti: jti.into_owned(),
+            exp,
+        }),
         JtiClaim::Found(_) => Err(TokenError::InvalidToken("the JWT claim jti is empty")),
         JtiClaim::Missing => Err(TokenError::InvalidToken("the JWT has no jti claim")),
         JtiClaim::NotString => Err(TokenError::InvalidToken(
@@ -141,84 +169,117 @@ enum JtiClaim<'de> {
     Duplicate,
 }
 
-/// Reads a JSON object, keeping only `jti` and skipping every other claim without allocating.
-struct JtiVisitor;
+/// Reads a JSON object, keeping only `jti` and `exp` and skipping every other claim without
+/// allocating.
+struct ClaimsVisitor;
 
-impl<'de> Visitor<'de> for JtiVisitor {
-    type Value = JtiClaim<'de>;
+impl<'de> Visitor<'de> for ClaimsVisitor {
+    type Value = (JtiClaim<'de>, Expiry);
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut claim = JtiClaim::Missing;
+        let mut jti = JtiClaim::Missing;
+        let mut exp = None;
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            if key != "jti" {
-                map.next_value::<IgnoredAny>()?;
-                continue;
+            match &*key {
+                "jti" => {
+                    let value: ClaimValue<'de> = map.next_value()?;
+                    jti = match (jti, value.string) {
+                        (JtiClaim::Missing, Some(jti)) => JtiClaim::Found(jti),
+                        (JtiClaim::Missing, None) => JtiClaim::NotString,
+                        _ => JtiClaim::Duplicate,
+                    };
+                }
+                "exp" => {
+                    let value: ClaimValue<'de> = map.next_value()?;
+                    exp = match (exp, value.seconds) {
+                        (None, Some(seconds)) => Some(Expiry::At(seconds)),
+                        _ => Some(Expiry::Unusable),
+                    };
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
             }
-            let value: StringOrOther<'de> = map.next_value()?;
-            claim = match (claim, value.0) {
-                (JtiClaim::Missing, Some(jti)) => JtiClaim::Found(jti),
-                (JtiClaim::Missing, None) => JtiClaim::NotString,
-                _ => JtiClaim::Duplicate,
-            };
         }
-        Ok(claim)
+        Ok((jti, exp.unwrap_or(Expiry::Never)))
     }
 }
 
-/// A JSON value that is kept when it is a string and only recognised otherwise.
-struct StringOrOther<'de>(Option<Cow<'de, str>>);
+/// A claim's JSON value, kept when it is a string or a number and only recognised otherwise.
+#[derive(Default)]
+struct ClaimValue<'de> {
+    string: Option<Cow<'de, str>>,
+    /// A number as whole seconds, for `exp`.
+    seconds: Option<u64>,
+}
 
-impl<'de> de::Deserialize<'de> for StringOrOther<'de> {
+impl<'de> de::Deserialize<'de> for ClaimValue<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct AnyVisitor;
 
         impl<'de> Visitor<'de> for AnyVisitor {
-            type Value = StringOrOther<'de>;
+            type Value = ClaimValue<'de>;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("any JSON value")
             }
 
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(StringOrOther(Some(Cow::Borrowed(v))))
+                Ok(ClaimValue {
+                    string: Some(Cow::Borrowed(v)),
+                    seconds: None,
+                })
             }
 
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(StringOrOther(Some(Cow::Owned(v.to_owned()))))
+                Ok(ClaimValue {
+                    string: Some(Cow::Owned(v.to_owned())),
+                    seconds: None,
+                })
             }
 
             fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(StringOrOther(None))
+                Ok(ClaimValue::default())
             }
 
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(StringOrOther(None))
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(ClaimValue {
+                    string: None,
+                    seconds: Some(u64::try_from(v).unwrap_or(0)),
+                })
             }
 
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(StringOrOther(None))
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(ClaimValue {
+                    string: None,
+                    seconds: Some(v),
+                })
             }
 
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(StringOrOther(None))
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                // `as` saturates: negative times become 0 and huge ones u64::MAX.
+                Ok(ClaimValue {
+                    string: None,
+                    seconds: v.is_finite().then_some(v as u64),
+                })
             }
 
             fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(StringOrOther(None))
+                Ok(ClaimValue::default())
             }
 
             fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(StringOrOther(None))
+                Ok(ClaimValue::default())
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(StringOrOther(None))
+                Ok(ClaimValue::default())
             }
         }
 
@@ -377,6 +438,41 @@ mod tests {
                 "the JWT claim jti appears more than once"
             ))
         );
+    }
+
+    #[test]
+    fn exp_read() {
+        let exp = |payload: &str| claims(&jwt(payload)).map(|claims| claims.exp);
+        assert_eq!(exp(r#"{"jti":"a"}"#), Ok(Expiry::Never));
+        assert_eq!(
+            exp(r#"{"exp":1700000000,"jti":"a"}"#),
+            Ok(Expiry::At(1_700_000_000))
+        );
+        assert_eq!(
+            exp(r#"{"jti":"a","exp":1700000000.9}"#),
+            Ok(Expiry::At(1_700_000_000))
+        );
+        assert_eq!(exp(r#"{"jti":"a","exp":-5}"#), Ok(Expiry::At(0)));
+        assert_eq!(exp(r#"{"jti":"a","exp":1e300}"#), Ok(Expiry::At(u64::MAX)));
+    }
+
+    #[test]
+    fn exp_unusable_still_parses() {
+        for payload in [
+            r#"{"jti":"a","exp":"1700000000"}"#,
+            r#"{"jti":"a","exp":null}"#,
+            r#"{"jti":"a","exp":[1]}"#,
+            r#"{"jti":"a","exp":1,"exp":2}"#,
+        ] {
+            assert_eq!(
+                claims(&jwt(payload)),
+                Ok(Claims {
+                    jti: "a".to_owned(),
+                    exp: Expiry::Unusable
+                }),
+                "{payload}"
+            );
+        }
     }
 
     #[test]

@@ -297,6 +297,65 @@ fn unavailable_counted_by_kind(target: Target) {
     assert_eq!(counter(&stack, "jwt_revocation.error_connect"), 1);
 }
 
+fn cache_reuses_decisions_until_ttl(target: Target) {
+    let config =
+        r#"{"cluster": "outbound|9001||authz.jwt-revocation.local", "cache": {"ttl": 1500}}"#;
+    let stack = start_with(target, Authz::Reference, config, Ok);
+    let (token, jti) = stack.issue_token("alice");
+
+    assert_status(
+        &send(&stack, Request::get("/").bearer(&token)),
+        200,
+        "first request",
+    );
+    let callouts = authz_requests(&stack);
+    assert_status(
+        &send(&stack, Request::get("/").bearer(&token)),
+        200,
+        "cached allow",
+    );
+    stack.revoke(&jti).unwrap();
+    assert_status(
+        &send(&stack, Request::get("/").bearer(&token)),
+        200,
+        "revoked while the allow is cached",
+    );
+    assert_eq!(
+        authz_requests(&stack),
+        callouts,
+        "cache hits send no callout"
+    );
+    assert_eq!(counter(&stack, "jwt_revocation.cache_hit"), 2);
+
+    let (other, _) = stack.issue_token("bob");
+    assert_status(
+        &send(&stack, Request::get("/").bearer(&other)),
+        200,
+        "another token",
+    );
+    assert_eq!(
+        authz_requests(&stack),
+        callouts + 1,
+        "another token, its own callout"
+    );
+
+    // Waiting out the ttl is the scenario itself, not a timing assertion.
+    thread::sleep(Duration::from_millis(1600));
+    assert_status(
+        &send(&stack, Request::get("/").bearer(&token)),
+        403,
+        "revocation seen once the ttl ends",
+    );
+    assert_status(
+        &send(&stack, Request::get("/").bearer(&token)),
+        403,
+        "cached revocation",
+    );
+    assert_eq!(authz_requests(&stack), callouts + 2);
+    assert_eq!(counter(&stack, "jwt_revocation.cache_hit"), 3);
+    assert_eq!(counter(&stack, "jwt_revocation.denied_revoked"), 2);
+}
+
 e2e::per_target!(
     breaker_opens_and_recovers,
     fallback_cluster_answers,
@@ -307,4 +366,5 @@ e2e::per_target!(
     status_on_error_used,
     metrics_count_known_mix,
     unavailable_counted_by_kind,
+    cache_reuses_decisions_until_ttl,
 );

@@ -1,4 +1,4 @@
-//! The time and the jitter that every core call receives in its `Env`.
+//! The times and the jitter that every core call receives in its `Env`.
 
 #[cfg(test)]
 use std::cell::Cell;
@@ -26,6 +26,14 @@ thread_local! {
 /// Returns the time on a monotonic clock, as the time since the first call in this process.
 pub fn now() -> Duration {
     START.get_or_init(Instant::now).elapsed()
+}
+
+/// Returns the wall-clock time as the time since the Unix epoch, or zero when the clock is set
+/// before it.
+pub fn unix_time() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 /// Returns the next jitter sample in `[0, 1)` from this thread's generator.

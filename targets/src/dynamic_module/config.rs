@@ -7,36 +7,47 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use jwt_revocation_core::{Breakers, Config, ConfigError};
+use jwt_revocation_core::{Breakers, Config, ConfigError, DecisionCache};
 use serde_json::Value;
 
 use super::backoff::TimerLease;
 use super::metrics::MetricIds;
 
-/// A configuration and the circuit breakers of its clusters, shared by the streams of every
-/// worker thread.
+/// A configuration with the circuit breakers of its clusters and its decision cache, shared by
+/// the streams of every worker thread.
 #[derive(Debug)]
 pub struct ConfigState {
     pub config: Config,
-    breakers: Mutex<Breakers>,
+    shared: Mutex<Shared>,
+}
+
+/// The state that every worker thread updates.
+#[derive(Debug)]
+pub struct Shared {
+    pub breakers: Breakers,
+    pub cache: DecisionCache,
 }
 
 impl ConfigState {
     pub fn new(config: Config) -> Self {
         Self {
-            breakers: Mutex::new(Breakers::new(&config)),
+            shared: Mutex::new(Shared {
+                breakers: Breakers::new(&config),
+                cache: DecisionCache::new(config.cache),
+            }),
             config,
         }
     }
 
-    /// Locks the circuit breakers. Hold the guard for one core call and make no host call
-    /// meanwhile, because every worker thread waits for it.
+    /// Locks the circuit breakers and the cache. Hold the guard for one core call and make no
+    /// host call meanwhile, because every worker thread waits for it.
     ///
-    /// A panic during a core call poisons the lock, and the breakers stay in use. A breaker
+    /// A panic during a core call poisons the lock, and the state stays in use. A breaker
     /// contains only counts and times, so a half-done update at worst miscounts one callout or
-    /// keeps the probe slot until the probe timeout.
-    pub fn lock_breakers(&self) -> MutexGuard<'_, Breakers> {
-        self.breakers.lock().unwrap_or_else(PoisonError::into_inner)
+    /// keeps the probe slot until the probe timeout. A half-done cache insert at worst leaves an
+    /// item in the eviction queue without an entry, and eviction skips such items.
+    pub fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -134,6 +145,16 @@ pub fn describe(config: &Config) -> String {
         .iter()
         .map(|upstream| upstream.cluster.as_str())
         .collect();
+    let cache = config.cache.map_or_else(
+        || "off".to_owned(),
+        |cache| {
+            format!(
+                "ttl {} ms, {} entries",
+                cache.ttl.as_millis(),
+                cache.max_entries
+            )
+        },
+    );
     let breaker = config.breaker.map_or_else(
         || "off".to_owned(),
         |breaker| {
@@ -146,8 +167,8 @@ pub fn describe(config: &Config) -> String {
     );
     format!(
         "cluster={:?} authority={:?} authorizeUrl={:?} timeout={}ms perTryTimeout={}ms \
-         maxRetries={} fallbackClusters={fallbacks:?} circuitBreaker=({breaker}) failOpen={} \
-         statusOnError={}",
+         maxRetries={} fallbackClusters={fallbacks:?} circuitBreaker=({breaker}) cache=({cache}) \
+         failOpen={} statusOnError={}",
         config.cluster,
         config.authority,
         config.authorize_url,
@@ -220,14 +241,14 @@ mod tests {
     }
 
     #[test]
-    fn breakers_usable_after_panic() {
+    fn shared_state_usable_after_panic() {
         let state = ConfigState::new(Config::from_json(br#"{"cluster": "authz"}"#).unwrap());
         let poisoned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let _guard = state.lock_breakers();
-            panic!("panic while the breakers are locked");
+            let _guard = state.lock();
+            panic!("panic while the shared state is locked");
         }));
         assert!(poisoned.is_err());
-        assert!(state.breakers.is_poisoned());
-        drop(state.lock_breakers());
+        assert!(state.shared.is_poisoned());
+        drop(state.lock());
     }
 }

@@ -269,8 +269,8 @@ impl Filter {
         self.active.borrow().clone()
     }
 
-    /// Makes one core call with the time, a jitter sample, the configuration's breakers and a
-    /// metric buffer, then records the buffered metrics once the breakers are unlocked.
+    /// Makes one core call with the time, a jitter sample, the configuration's breakers and
+    /// cache, and a metric buffer, then records the buffered metrics once they are unlocked.
     fn step<'c>(
         &self,
         host: &HttpFilterHandle,
@@ -278,14 +278,18 @@ impl Filter {
         event: impl FnOnce(&mut Stream, &'c Config, Env) -> Action<'c>,
     ) -> Action<'c> {
         let now = clock::now();
+        let unix_time = clock::unix_time();
         let jitter = clock::jitter();
         let mut metrics = MetricBuffer::default();
         let action = {
-            let mut breakers = state.lock_breakers();
+            let mut shared = state.lock();
+            let shared = &mut *shared;
             let env = Env {
                 now,
+                unix_time,
                 jitter,
-                breakers: &mut breakers,
+                breakers: &mut shared.breakers,
+                cache: &mut shared.cache,
                 metrics: &mut metrics,
             };
             event(&mut self.stream.borrow_mut(), &state.config, env)

@@ -922,3 +922,19 @@ fn breaker_not_shared_across_configs() {
     other.request_headers(&[("authorization", &bearer())]);
     assert_eq!(callouts().len(), 2);
 }
+
+#[test]
+fn cached_decision_shared_by_streams() {
+    let first = TestStream::new(
+        r#"{"cluster": "outbound|9001||authz.jwt-revocation.local", "cache": {"ttl": 60000}}"#,
+    );
+    first.request_headers(&[("authorization", &bearer())]);
+    first.callout_done(CalloutResult::SUCCESS, &[(":status", "200")]);
+
+    let second = first.sibling();
+    let status = second.request_headers(&[("authorization", &bearer())]);
+    assert_eq!(status, RequestHeadersStatus::CONTINUE);
+    assert_eq!(callouts().len(), 1, "the cached decision sends no callout");
+    assert_eq!(counter(Counter::CacheHit.name()), 1);
+    assert_eq!(counter(Counter::Allowed.name()), 2);
+}

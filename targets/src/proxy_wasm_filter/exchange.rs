@@ -14,7 +14,7 @@ use std::rc::{Rc, Weak};
 use std::time::{Duration, UNIX_EPOCH};
 
 use jwt_revocation_core::{
-    Action, Breakers, Config, Env, Jitter, LogLimiter, NoDecision, Stream, Verdict,
+    Action, Breakers, Config, DecisionCache, Env, Jitter, LogLimiter, NoDecision, Stream, Verdict,
     FAILURE_MODE_HEADER,
 };
 use log::{debug, warn};
@@ -33,6 +33,7 @@ pub struct Worker {
     pub config: Rc<Config>,
     metrics: WasmMetrics,
     breakers: RefCell<Breakers>,
+    cache: RefCell<DecisionCache>,
     jitter: RefCell<Jitter>,
     warnings: RefCell<LogLimiter>,
     /// Retries waiting for their backoff to end: due time and exchange.
@@ -46,6 +47,7 @@ impl Worker {
         let seed = now().as_nanos() as u64;
         Self {
             breakers: RefCell::new(Breakers::new(&config)),
+            cache: RefCell::new(DecisionCache::new(config.cache)),
             config: Rc::new(config),
             metrics,
             jitter: RefCell::new(Jitter::new(seed)),
@@ -98,15 +100,20 @@ impl Worker {
         Exchange::on_event(&exchange, Event::CalloutResponse(status), true);
     }
 
-    /// Runs one core call with this worker's breakers, metrics, jitter and the time `now`. The
-    /// breakers are borrowed only until the call returns, before any host call.
+    /// Runs one core call with this worker's breakers, cache, metrics, jitter and the time
+    /// `now`. The breakers and the cache are borrowed only until the call returns, before any
+    /// host call.
     fn with_env<T>(&self, now: Duration, call: impl FnOnce(Env) -> T) -> T {
         let mut metrics = self.metrics;
         let mut breakers = self.breakers.borrow_mut();
+        let mut cache = self.cache.borrow_mut();
         call(Env {
             now,
+            // The proxy-wasm clock is the wall clock.
+            unix_time: now,
             jitter: self.jitter.borrow_mut().next_unit(),
             breakers: &mut breakers,
+            cache: &mut cache,
             metrics: &mut metrics,
         })
     }
