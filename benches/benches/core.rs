@@ -12,7 +12,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use jwt_revocation_benches::fixtures::{self, Case, FILTER_CONFIG};
 use jwt_revocation_core::token::{bearer_token, jti};
 use jwt_revocation_core::{
-    Action, Breakers, Config, Env, LocalReply, NoMetrics, RequestInfo, Stream, Verdict,
+    Action, Breakers, Config, DecisionCache, Env, LocalReply, NoMetrics, RequestInfo, Stream,
+    Verdict,
 };
 
 /// Request headers as the byte pairs that both targets hand the core.
@@ -32,9 +33,11 @@ struct Outcome {
     reply: Option<LocalReply>,
 }
 
-/// The host side of the core's events: a fixed clock, the worker's breakers, no metrics.
+/// The host side of the core's events: a fixed clock, the worker's breakers and cache (off in
+/// [`FILTER_CONFIG`]), no metrics.
 struct Host {
     breakers: Breakers,
+    cache: DecisionCache,
     metrics: NoMetrics,
 }
 
@@ -42,6 +45,7 @@ impl Host {
     fn new(config: &Config) -> Self {
         Self {
             breakers: Breakers::new(config),
+            cache: DecisionCache::new(config.cache),
             metrics: NoMetrics,
         }
     }
@@ -49,8 +53,10 @@ impl Host {
     fn env(&mut self) -> Env<'_> {
         Env {
             now: Duration::from_secs(1),
+            unix_time: Duration::from_secs(1_800_000_000),
             jitter: 0.5,
             breakers: &mut self.breakers,
+            cache: &mut self.cache,
             metrics: &mut self.metrics,
         }
     }

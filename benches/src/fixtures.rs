@@ -78,7 +78,7 @@ fn jws(payload_json: &str) -> String {
 pub fn typical_token() -> String {
     jws(concat!(
         r#"{"iss":"https://auth.example.com","sub":"alice","aud":"api.example.com","#,
-        r#""jti":"4f1c2a9e-7b3d-4e8a-9c6f-2d5b8e1a3c7f","iat":1764806400,"exp":1764810000}"#
+        r#""jti":"4f1c2a9e-7b3d-4e8a-9c6f-2d5b8e1a3c7f","iat":1764806400,"exp":4102444800}"#
     ))
 }
 
@@ -90,7 +90,7 @@ pub fn large_token() -> String {
         let payload = format!(
             concat!(
                 r#"{{"iss":"https://auth.example.com","sub":"alice","aud":"api.example.com","#,
-                r#""iat":1764806400,"exp":1764810000,"permissions":[{}],"#,
+                r#""iat":1764806400,"exp":4102444800,"permissions":[{}],"#,
                 r#""jti":"4f1c2a9e-7b3d-4e8a-9c6f-2d5b8e1a3c7f"}}"#
             ),
             permissions.join(",")
@@ -108,7 +108,7 @@ pub fn large_token() -> String {
 pub fn malformed_token() -> String {
     jws(concat!(
         r#"{"iss":"https://auth.example.com","sub":"alice","aud":"api.example.com","#,
-        r#""sid":"4f1c2a9e-7b3d-4e8a-9c6f-2d5b8e1a3c7f","iat":1764806400,"exp":1764810000}"#
+        r#""sid":"4f1c2a9e-7b3d-4e8a-9c6f-2d5b8e1a3c7f","iat":1764806400,"exp":4102444800}"#
     ))
 }
 

@@ -25,7 +25,8 @@ options:
   --authz-service-bin PATH  reference service binary (default: target/debug/authz-service)
   --jwks PATH               its key file (default: envoy-configs/demo-jwks.json)
   --variants LIST           comma-separated variants to measure, in round order
-                            (default: passthrough,ext_authz,wasm,dynamic_module)
+                            (default: passthrough,ext_authz,wasm,dynamic_module,
+                            wasm_cached,dynamic_module_cached)
   --authz-protocol http1|http2
                             protocol of the callouts (default: http1, as in envoy-configs/)
   --rounds N                interleaved rounds, 1 to 20 (default: 3)
@@ -169,9 +170,10 @@ fn parse_variants(list: &str) -> Result<Vec<Variant>, String> {
     let mut variants = Vec::new();
     for name in list.split(',').map(str::trim) {
         let variant = Variant::from_name(name).ok_or_else(|| {
+            let names: Vec<&str> = Variant::ALL.iter().map(|v| v.name()).collect();
             format!(
-                "invalid variant {name:?} in --variants; expected passthrough, ext_authz, wasm \
-                 or dynamic_module"
+                "invalid variant {name:?} in --variants; expected one of {}",
+                names.join(", ")
             )
         })?;
         if variants.contains(&variant) {

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use super::Variant;
+use super::{Variant, CACHED_TTL_MS};
 
 /// Listener names of the stand-in Envoy.
 pub const STANDIN_AUTHZ_LISTENER: &str = "authz";
@@ -109,12 +109,15 @@ pub fn authz_cluster(variant: Variant) -> String {
 
 /// Returns the JSON configuration of the jwt-revocation filter for `variant`'s cluster.
 fn filter_config(variant: Variant) -> String {
-    json!({
+    let mut config = json!({
         "cluster": authz_cluster(variant),
         "authorizeUrl": "/authorize",
         "timeout": AUTHZ_TIMEOUT_MS
-    })
-    .to_string()
+    });
+    if variant.is_cached() {
+        config["cache"] = json!({"ttl": CACHED_TTL_MS});
+    }
+    config.to_string()
 }
 
 /// Returns the HTTP filters of `variant`, before the router.
@@ -140,7 +143,7 @@ fn variant_filters(variant: Variant, targets: &Targets) -> Vec<Value> {
                 }
             }
         })],
-        Variant::Wasm => vec![json!({
+        Variant::Wasm | Variant::WasmCached => vec![json!({
             "name": "envoy.filters.http.wasm",
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
@@ -153,14 +156,15 @@ fn variant_filters(variant: Variant, targets: &Targets) -> Vec<Value> {
                         "value": filter_config(variant)
                     },
                     "vm_config": {
-                        "vm_id": "jwt_revocation",
+                        // Its own VM per variant, as each WasmPlugin of Istio would get.
+                        "vm_id": variant.name(),
                         "runtime": "envoy.wasm.runtime.v8",
                         "code": {"local": {"filename": targets.wasm}}
                     }
                 }
             }
         })],
-        Variant::DynamicModule => vec![json!({
+        Variant::DynamicModule | Variant::DynamicModuleCached => vec![json!({
             "name": "envoy.filters.http.dynamic_modules",
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",

@@ -43,14 +43,23 @@ pub enum Variant {
     Wasm,
     /// The native dynamic-module build of jwt-revocation.
     DynamicModule,
+    /// The proxy-wasm build with `cache.ttl` [`CACHED_TTL_MS`].
+    WasmCached,
+    /// The dynamic-module build with `cache.ttl` [`CACHED_TTL_MS`].
+    DynamicModuleCached,
 }
 
+/// `cache.ttl` of the cached variants, in milliseconds.
+pub const CACHED_TTL_MS: u32 = 1000;
+
 impl Variant {
-    pub const ALL: [Variant; 4] = [
+    pub const ALL: [Variant; 6] = [
         Variant::Passthrough,
         Variant::ExtAuthz,
         Variant::Wasm,
         Variant::DynamicModule,
+        Variant::WasmCached,
+        Variant::DynamicModuleCached,
     ];
 
     /// Returns the variant named `name`, as [`Variant::name`] spells it.
@@ -65,10 +74,23 @@ impl Variant {
             Variant::ExtAuthz => "ext_authz",
             Variant::Wasm => "wasm",
             Variant::DynamicModule => "dynamic_module",
+            Variant::WasmCached => "wasm_cached",
+            Variant::DynamicModuleCached => "dynamic_module_cached",
         }
     }
 
-    /// Returns true when the variant sends a callout to the authorization service per request.
+    /// Returns true for the variants that load the dynamic module.
+    pub fn uses_module(self) -> bool {
+        matches!(self, Variant::DynamicModule | Variant::DynamicModuleCached)
+    }
+
+    /// Returns true for the jwt-revocation variants that reuse decisions.
+    pub fn is_cached(self) -> bool {
+        matches!(self, Variant::WasmCached | Variant::DynamicModuleCached)
+    }
+
+    /// Returns true when the variant sends callouts to the authorization service: one per
+    /// request, or one per token and `cache.ttl` for the cached variants.
     pub fn makes_callouts(self) -> bool {
         self != Variant::Passthrough
     }
@@ -76,7 +98,7 @@ impl Variant {
     /// Returns true for the jwt-revocation builds, which respond 401 to a request without a
     /// token.
     fn is_jwt_revocation(self) -> bool {
-        matches!(self, Variant::Wasm | Variant::DynamicModule)
+        self != Variant::Passthrough && self != Variant::ExtAuthz
     }
 }
 
@@ -256,8 +278,8 @@ fn available_variants(options: &Options) -> (Vec<Variant>, Vec<SkippedVariant>) 
             continue;
         }
         let artifact = match variant {
-            Variant::Wasm => Some(&options.wasm),
-            Variant::DynamicModule => Some(&options.module),
+            Variant::Wasm | Variant::WasmCached => Some(&options.wasm),
+            Variant::DynamicModule | Variant::DynamicModuleCached => Some(&options.module),
             Variant::Passthrough | Variant::ExtAuthz => None,
         };
         match artifact {
@@ -311,19 +333,21 @@ fn start_under_test(
     );
     match first {
         Ok(envoy) => Ok((envoy, variants)),
-        Err(error) if variants.contains(&Variant::DynamicModule) => {
+        Err(error) if variants.iter().any(|v| v.uses_module()) => {
             eprintln!(
                 "Envoy failed to start with the dynamic module; retrying without it:\n{error}"
             );
-            skipped.push(SkippedVariant {
-                variant: Variant::DynamicModule.name().to_owned(),
-                reason: format!(
-                    "Envoy did not start with {}: {}",
-                    options.module.display(),
-                    first_envoy_error(&error)
-                ),
-            });
-            variants.retain(|&v| v != Variant::DynamicModule);
+            for variant in variants.iter().filter(|v| v.uses_module()) {
+                skipped.push(SkippedVariant {
+                    variant: variant.name().to_owned(),
+                    reason: format!(
+                        "Envoy did not start with {}: {}",
+                        options.module.display(),
+                        first_envoy_error(&error)
+                    ),
+                });
+            }
+            variants.retain(|v| !v.uses_module());
             let config = bootstrap::under_test(&variants, targets);
             let envoy = Envoy::start(
                 "Envoy under test",

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use super::summary::{check_targets, summarize, Spread};
 use crate::fixtures::Case;
+use crate::load::CACHED_TTL_MS;
 use crate::provenance::Provenance;
 use crate::results::{LoadResults, MicroResults, DISTURBED_OTHER_CPU_PERCENT};
 
@@ -166,6 +167,18 @@ fn render_load(page: &mut String, load: &LoadResults) {
         load.variants.join(", "),
         settings.token_bytes
     );
+    if load.variants.iter().any(|v| v.ends_with("_cached")) {
+        let _ = writeln!(
+            page,
+            "The `_cached` variants add `\"cache\": {{\"ttl\": {CACHED_TTL_MS}}}` to the filter \
+             configuration: a decision is reused for the same token for {CACHED_TTL_MS} ms, so a \
+             revocation can take that long to apply. The load repeats one token, so nearly every \
+             request is a cache hit and these rows show the cache's ceiling; with real traffic \
+             the share of requests that skip the callout is the share whose token got a decision \
+             less than {CACHED_TTL_MS} ms before. The other jwt-revocation variants send one \
+             callout per request.\n"
+        );
+    }
 
     let summaries = summarize(load);
     page.push_str(

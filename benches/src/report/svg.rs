@@ -158,11 +158,22 @@ fn axis(max: f64) -> (f64, f64) {
     ((max / step).ceil() * step, step)
 }
 
+/// Splits a bar group's label at its last `_` when it is wider than the group, so that
+/// neighbouring labels do not overlap. The width of a 12-pixel sans-serif character is taken as
+/// 7 pixels.
+fn label_lines(label: &str, width: f64) -> Vec<&str> {
+    const CHAR_WIDTH: f64 = 7.0;
+    match label.rsplit_once('_') {
+        Some((head, tail)) if label.len() as f64 * CHAR_WIDTH > width => vec![head, tail],
+        _ => vec![label],
+    }
+}
+
 fn draw_panel(svg: &mut String, panel: &Panel) {
     let left = panel.x + 70.0;
     let right = panel.x + panel.width - 20.0;
     let top = panel.y + 40.0;
-    let bottom = panel.y + panel.height - 50.0;
+    let bottom = panel.y + panel.height - 60.0;
     let _ = writeln!(
         svg,
         "<text x=\"{}\" y=\"{}\" font-size=\"13\" font-weight=\"bold\">{}</text>",
@@ -229,13 +240,15 @@ fn draw_panel(svg: &mut String, panel: &Panel) {
                 );
             }
         }
-        let _ = writeln!(
-            svg,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
-            left + (index as f64 + 0.5) * group_width,
-            bottom + 18.0,
-            escape(&group.label)
-        );
+        let center = left + (index as f64 + 0.5) * group_width;
+        for (line, text) in label_lines(&group.label, group_width).iter().enumerate() {
+            let _ = writeln!(
+                svg,
+                "<text x=\"{center:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+                bottom + 18.0 + 13.0 * line as f64,
+                escape(text)
+            );
+        }
     }
     let _ = writeln!(
         svg,
@@ -245,7 +258,7 @@ fn draw_panel(svg: &mut String, panel: &Panel) {
     if panel.series.len() > 1 {
         for (series, name) in panel.series.iter().enumerate() {
             let x = left + series as f64 * 160.0;
-            let y = bottom + 34.0;
+            let y = bottom + 48.0;
             let _ = writeln!(
                 svg,
                 "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"10\" height=\"10\" fill=\"{}\"/>\n\
@@ -274,6 +287,16 @@ mod tests {
     fn axis_rounds_up() {
         assert_eq!(axis(17_300.0), (20_000.0, 5_000.0));
         assert_eq!(axis(940.0), (1_000.0, 200.0));
+    }
+
+    #[test]
+    fn long_labels_split() {
+        assert_eq!(
+            label_lines("dynamic_module_cached", 66.0),
+            ["dynamic_module", "cached"]
+        );
+        assert_eq!(label_lines("dynamic_module", 100.0), ["dynamic_module"]);
+        assert_eq!(label_lines("passthrough", 10.0), ["passthrough"]);
     }
 
     #[test]
