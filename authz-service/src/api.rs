@@ -134,6 +134,16 @@ impl Service {
             Ok(parsed) => parsed,
             Err(description) => return error_response(400, "invalid_request", &description),
         };
+        if let Some(exp) = exp.filter(|&exp| exp <= now_secs) {
+            return error_response(
+                400,
+                "invalid_request",
+                &format!(
+                    "field \"exp\" is {exp}, not after the current time {now_secs}, so the \
+                     revocation would end at once; give the token's exp or leave \"exp\" out"
+                ),
+            );
+        }
 
         // A revocation only needs to outlive the token. Without its `exp`, keep the entry for the
         // maximum lifetime of a token that this service issues.
@@ -475,6 +485,20 @@ mod tests {
 
         assert!(service.revocations.is_revoked("a", NOW + 9));
         assert!(!service.revocations.is_revoked("a", NOW + 10));
+    }
+
+    #[test]
+    fn revoke_with_past_exp_rejected() {
+        let service = service();
+        for exp in [NOW - 1, NOW] {
+            let response = post(
+                &service,
+                "/revoke",
+                &format!(r#"{{"jti":"a","exp":{exp}}}"#),
+            );
+            assert_eq!(response.status, 400, "exp {exp}");
+            assert!(!service.revocations.is_revoked("a", NOW));
+        }
     }
 
     #[test]

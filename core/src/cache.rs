@@ -6,13 +6,20 @@
 //! An entry never outlives the token's `exp` claim, and the absence of a decision (timeout,
 //! reset, other status) is never cached.
 //!
-//! Entries are keyed by the whole token, never by `jti` alone: the filter does not check
-//! signatures, so two tokens with one `jti` may differ in everything else. Once the cache holds
-//! `cache.maxEntries` tokens, the oldest entry makes room for a new one.
+//! The `ttl` counts from the moment the callout was sent, not from its response, and a decision
+//! replaces a stored one only if its callout was sent later. A slow response that the service
+//! decided before a revocation therefore never outlives the revocation by more than `ttl`, and
+//! never replaces the 403 of a later callout.
+//!
+//! Entries are keyed by the SHA-256 digest of the whole token, never by `jti` alone: the filter
+//! does not check signatures, so two tokens with one `jti` may differ in everything else. The
+//! digest keeps each entry's size fixed whatever the token's length, and keeps tokens out of
+//! the cache. Once the cache contains `cache.maxEntries` tokens, the oldest entry makes room.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::time::Duration;
+
+use sha2::{Digest, Sha256};
 
 use crate::token::Expiry;
 use crate::verdict::Verdict;
@@ -22,11 +29,11 @@ use crate::verdict::Verdict;
 pub struct CacheConfig {
     /// How long a decision is reused.
     pub ttl: Duration,
-    /// Maximum number of tokens held at once.
+    /// Maximum number of tokens stored at once.
     pub max_entries: usize,
 }
 
-/// A decision the cache holds.
+/// A decision that the cache stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Decision {
     Allowed,
@@ -53,10 +60,19 @@ impl Decision {
     }
 }
 
+/// The SHA-256 digest of a token.
+type Key = [u8; 32];
+
+fn key(token: &str) -> Key {
+    Sha256::digest(token.as_bytes()).into()
+}
+
 #[derive(Debug)]
 struct Entry {
     decision: Decision,
-    /// Time after which the entry is not used, on the clock of [`crate::Env::now`].
+    /// Time the callout behind the decision was sent, on the clock of [`crate::Env::now`].
+    decided_at: Duration,
+    /// Time after which the entry is not used.
     expires: Duration,
     /// Insertion number, to tell this entry from an older one for the same token in `order`.
     serial: u64,
@@ -66,15 +82,15 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct DecisionCache {
     config: Option<CacheConfig>,
-    entries: HashMap<Arc<str>, Entry>,
-    /// Tokens in insertion order, oldest first. Holds stale items for tokens that were removed or
-    /// inserted again; they are skipped when evicting and dropped when they pile up.
-    order: VecDeque<(Arc<str>, u64)>,
+    entries: HashMap<Key, Entry>,
+    /// Keys in insertion order, oldest first. Holds stale items for keys that were removed or
+    /// inserted again. Eviction skips them, and they are dropped when they pile up.
+    order: VecDeque<(Key, u64)>,
     next_serial: u64,
 }
 
 impl DecisionCache {
-    /// Returns a cache with `config`, or one that holds nothing when `config` is `None`.
+    /// Returns a cache with `config`, or one that stays empty when `config` is `None`.
     pub fn new(config: Option<CacheConfig>) -> Self {
         Self {
             config,
@@ -87,7 +103,7 @@ impl DecisionCache {
         self.config.is_some()
     }
 
-    /// Returns the number of tokens held, including expired ones that were not looked up or
+    /// Returns the number of tokens stored, including expired ones that were not looked up or
     /// evicted yet.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -97,25 +113,31 @@ impl DecisionCache {
         self.entries.is_empty()
     }
 
-    /// Returns the decision on `token` when one is held and has not expired at `now`.
+    /// Returns the decision for `token` when one is stored and has not expired at `now`.
     pub fn get(&mut self, token: &str, now: Duration) -> Option<Verdict> {
-        let entry = self.entries.get(token)?;
+        // Without a configuration the cache is empty, and the digest is skipped.
+        self.config?;
+        let key = key(token);
+        let entry = self.entries.get(&key)?;
         if now < entry.expires {
             return Some(entry.decision.verdict());
         }
-        self.entries.remove(token);
+        self.entries.remove(&key);
         None
     }
 
-    /// Holds `verdict` on `token` when it is a decision of the service.
+    /// Stores `verdict` for `token` when it is a decision of the service and no decision from a
+    /// later callout is stored.
     ///
-    /// `now` is on the clock of [`crate::Env::now`] and `unix_time` is the wall-clock time, which
-    /// the token's `exp` is compared with.
+    /// `decided_at` is the time the callout was sent and `now` the time of its response, both on
+    /// the clock of [`crate::Env::now`]. `unix_time` is the wall-clock time at `now`, which the
+    /// token's `exp` is compared with.
     pub fn insert(
         &mut self,
         token: &str,
         verdict: &Verdict,
         exp: Expiry,
+        decided_at: Duration,
         now: Duration,
         unix_time: Duration,
     ) {
@@ -125,20 +147,25 @@ impl DecisionCache {
         let Some(decision) = Decision::of(verdict) else {
             return;
         };
-        let lifetime = match exp {
-            Expiry::Never => config.ttl,
-            Expiry::At(seconds) => Duration::from_secs(seconds)
-                .saturating_sub(unix_time)
-                .min(config.ttl),
-            Expiry::Unusable => Duration::ZERO,
+        let expires = match exp {
+            Expiry::Never => decided_at + config.ttl,
+            Expiry::At(seconds) => {
+                let left = Duration::from_secs(seconds).saturating_sub(unix_time);
+                (decided_at + config.ttl).min(now.saturating_add(left))
+            }
+            Expiry::Unusable => return,
         };
-        if lifetime.is_zero() {
+        if expires <= now {
             return;
         }
 
-        if let Some(entry) = self.entries.get_mut(token) {
-            entry.decision = decision;
-            entry.expires = now + lifetime;
+        let key = key(token);
+        if let Some(entry) = self.entries.get_mut(&key) {
+            if decided_at >= entry.decided_at {
+                entry.decision = decision;
+                entry.decided_at = decided_at;
+                entry.expires = expires;
+            }
             return;
         }
         while self.entries.len() >= config.max_entries {
@@ -147,36 +174,36 @@ impl DecisionCache {
         if self.order.len() >= 2 * config.max_entries {
             self.drop_stale_order();
         }
-        let key: Arc<str> = Arc::from(token);
         let serial = self.next_serial;
         self.next_serial += 1;
-        self.order.push_back((Arc::clone(&key), serial));
+        self.order.push_back((key, serial));
         self.entries.insert(
             key,
             Entry {
                 decision,
-                expires: now + lifetime,
+                decided_at,
+                expires,
                 serial,
             },
         );
     }
 
-    /// Removes the entry inserted first among those still held.
+    /// Removes the entry inserted first among those still stored.
     fn evict_oldest(&mut self) {
-        while let Some((token, serial)) = self.order.pop_front() {
-            if self.entries.get(&token).is_some_and(|e| e.serial == serial) {
-                self.entries.remove(&token);
+        while let Some((key, serial)) = self.order.pop_front() {
+            if self.entries.get(&key).is_some_and(|e| e.serial == serial) {
+                self.entries.remove(&key);
                 return;
             }
         }
-        // `order` lists every held entry, so this is reached only with no entries left.
+        // `order` lists every stored entry, so this is reached only with no entries left.
         self.entries.clear();
     }
 
     fn drop_stale_order(&mut self) {
         let entries = &self.entries;
         self.order
-            .retain(|(token, serial)| entries.get(token).is_some_and(|e| e.serial == *serial));
+            .retain(|(key, serial)| entries.get(key).is_some_and(|e| e.serial == *serial));
     }
 }
 
@@ -196,12 +223,13 @@ mod tests {
         }))
     }
 
+    /// Inserts a decision whose callout was sent and got its response at `now`.
     fn insert(cache: &mut DecisionCache, token: &str, verdict: Verdict, now: Duration) {
-        cache.insert(token, &verdict, Expiry::Never, now, SEC * UNIX as u32);
+        cache.insert(token, &verdict, Expiry::Never, now, now, SEC * UNIX as u32);
     }
 
     #[test]
-    fn disabled_holds_nothing() {
+    fn disabled_stays_empty() {
         let mut cache = DecisionCache::new(None);
         assert!(!cache.is_enabled());
         insert(&mut cache, "t", Verdict::Allowed, SEC);
@@ -226,7 +254,7 @@ mod tests {
     }
 
     #[test]
-    fn no_decision_never_held() {
+    fn no_decision_never_stored() {
         let mut cache = cache(1000, 10);
         let verdicts = [
             Verdict::Unavailable {
@@ -247,10 +275,14 @@ mod tests {
     fn exp_bounds_lifetime() {
         let mut cache = cache(10_000, 10);
         let unix = SEC * UNIX as u32;
-        cache.insert("soon", &Verdict::Allowed, Expiry::At(UNIX + 2), SEC, unix);
-        cache.insert("gone", &Verdict::Allowed, Expiry::At(UNIX), SEC, unix);
-        cache.insert("odd", &Verdict::Allowed, Expiry::Unusable, SEC, unix);
-        cache.insert("late", &Verdict::Allowed, Expiry::At(UNIX + 60), SEC, unix);
+        for (token, exp) in [
+            ("soon", Expiry::At(UNIX + 2)),
+            ("gone", Expiry::At(UNIX)),
+            ("odd", Expiry::Unusable),
+            ("late", Expiry::At(UNIX + 60)),
+        ] {
+            cache.insert(token, &Verdict::Allowed, exp, SEC, SEC, unix);
+        }
         assert_eq!(cache.get("soon", SEC * 2), Some(Verdict::Allowed));
         assert_eq!(cache.get("soon", SEC * 3), None);
         assert_eq!(cache.get("gone", SEC), None);
@@ -266,6 +298,57 @@ mod tests {
         insert(&mut cache, "t", Verdict::Revoked, SEC + SEC / 2);
         assert_eq!(cache.get("t", SEC * 2), Some(Verdict::Revoked));
         assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn ttl_counts_from_callout_sent() {
+        let mut cache = cache(1000, 10);
+        let unix = SEC * UNIX as u32;
+        // Sent at 1 s, answered at 1.6 s: usable until 2 s.
+        let sent = SEC;
+        let answered = SEC + Duration::from_millis(600);
+        cache.insert("t", &Verdict::Allowed, Expiry::Never, sent, answered, unix);
+        assert_eq!(
+            cache.get("t", SEC * 2 - Duration::from_millis(1)),
+            Some(Verdict::Allowed)
+        );
+        assert_eq!(cache.get("t", SEC * 2), None);
+        // A response after the ttl ended: never stored.
+        cache.insert(
+            "slow",
+            &Verdict::Allowed,
+            Expiry::Never,
+            sent,
+            SEC * 3,
+            unix,
+        );
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn late_response_keeps_newer_decision() {
+        let mut cache = cache(10_000, 10);
+        let unix = SEC * UNIX as u32;
+        // A callout sent at 2 s says revoked; one sent earlier, at 1 s, answers 200 afterwards.
+        cache.insert(
+            "t",
+            &Verdict::Revoked,
+            Expiry::Never,
+            SEC * 2,
+            SEC * 3,
+            unix,
+        );
+        cache.insert("t", &Verdict::Allowed, Expiry::Never, SEC, SEC * 4, unix);
+        assert_eq!(cache.get("t", SEC * 4), Some(Verdict::Revoked));
+    }
+
+    #[test]
+    fn entry_size_independent_of_token() {
+        let mut cache = cache(60_000, 10);
+        let long = "x".repeat(100_000);
+        insert(&mut cache, &long, Verdict::Rejected, SEC);
+        assert_eq!(cache.get(&long, SEC), Some(Verdict::Rejected));
+        assert_eq!(std::mem::size_of::<Key>(), 32);
     }
 
     #[test]

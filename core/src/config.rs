@@ -104,6 +104,13 @@ impl ConfigError {
     }
 }
 
+impl ConfigError {
+    /// Returns what is wrong, without the `invalid jwt-revocation configuration` prefix.
+    pub fn detail(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "invalid jwt-revocation configuration: {}", self.0)
@@ -421,7 +428,7 @@ fn integer(
 ) -> Result<u64, ConfigError> {
     match object.get(key) {
         None => Ok(default),
-        Some(value) => match value.as_u64() {
+        Some(value) => match whole_number(value) {
             Some(n) if range.contains(&n) => Ok(n),
             _ => Err(ConfigError::invalid(
                 &format!("{prefix}{key}"),
@@ -430,6 +437,18 @@ fn integer(
             )),
         },
     }
+}
+
+/// Returns a JSON number that has no fraction, such as `2000`, `2000.0` or `2e3`, as an integer.
+fn whole_number(value: &Value) -> Option<u64> {
+    // 2^64 as f64; every whole f64 below it converts to u64 exactly.
+    const LIMIT: f64 = 18_446_744_073_709_551_616.0;
+    value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..LIMIT).contains(f))
+            .map(|f| f as u64)
+    })
 }
 
 fn milliseconds(
@@ -489,13 +508,18 @@ fn describe(value: &Value) -> String {
     format!("{kind} {text}")
 }
 
-/// Returns the first key that appears twice in one JSON object, at any depth, of a document
-/// that is known to be valid JSON.
-fn duplicate_key(bytes: &[u8]) -> Option<String> {
+/// Returns the first key that appears twice in one JSON object, at any depth, with its path
+/// (such as `cache.ttl` or `fallbackClusters[0].cluster`). Returns `None` for invalid JSON as
+/// well, which the caller reports on its own.
+pub fn duplicate_key(bytes: &[u8]) -> Option<String> {
     use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-    /// Walks one JSON value and records the first repeated key in `0`.
-    struct Finder<'f>(&'f mut Option<String>);
+    /// Walks one JSON value whose path is `prefix` and records the first repeated key in
+    /// `found`.
+    struct Finder<'f> {
+        found: &'f mut Option<String>,
+        prefix: String,
+    }
 
     impl<'de> Visitor<'de> for Finder<'_> {
         type Value = ();
@@ -507,16 +531,29 @@ fn duplicate_key(bytes: &[u8]) -> Option<String> {
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
             let mut seen = std::collections::HashSet::new();
             while let Some(key) = map.next_key::<String>()? {
-                if self.0.is_none() && !seen.insert(key.clone()) {
-                    *self.0 = Some(key);
+                let path = format!("{}{key}", self.prefix);
+                if self.found.is_none() && !seen.insert(key) {
+                    *self.found = Some(path.clone());
                 }
-                map.next_value_seed(Finder(&mut *self.0))?;
+                map.next_value_seed(Finder {
+                    found: &mut *self.found,
+                    prefix: format!("{path}."),
+                })?;
             }
             Ok(())
         }
 
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            while seq.next_element_seed(Finder(&mut *self.0))?.is_some() {}
+            let parent = self.prefix.trim_end_matches('.');
+            for index in 0.. {
+                let element = Finder {
+                    found: &mut *self.found,
+                    prefix: format!("{parent}[{index}]."),
+                };
+                if seq.next_element_seed(element)?.is_none() {
+                    break;
+                }
+            }
             Ok(())
         }
 
@@ -555,8 +592,12 @@ fn duplicate_key(bytes: &[u8]) -> Option<String> {
 
     let mut found = None;
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    // `from_json` parsed the same bytes as JSON before calling this, so the walk cannot fail.
-    let _ = Finder(&mut found).deserialize(&mut deserializer);
+    let finder = Finder {
+        found: &mut found,
+        prefix: String::new(),
+    };
+    // A walk that fails on invalid JSON may still have found a duplicate before the error.
+    let _ = finder.deserialize(&mut deserializer);
     found
 }
 
@@ -694,13 +735,18 @@ mod tests {
         );
         let message = error(r#"{"cluster": "a", "retry": {"maxRetries": 1, "maxRetries": 2}}"#);
         assert!(
-            message.contains("\"maxRetries\" appears more than once"),
+            message.contains("\"retry.maxRetries\" appears more than once"),
             "{message}"
         );
         let json = r#"{"cluster": "a", "fallbackClusters": [{"cluster": "b", "cluster": "c"}]}"#;
         let message = error(json);
         assert!(
-            message.contains("\"cluster\" appears more than once"),
+            message.contains("\"fallbackClusters[0].cluster\" appears more than once"),
+            "{message}"
+        );
+        let message = error(r#"{"cluster": "a", "cache": {"ttl": 1, "ttl": 2}}"#);
+        assert!(
+            message.contains("\"cache.ttl\" appears more than once"),
             "{message}"
         );
     }
@@ -822,6 +868,19 @@ mod tests {
         let config =
             parse(r#"{"cluster": "authz", "cache": {"ttl": 1, "maxEntries": 5}}"#).unwrap();
         assert_eq!(config.cache.map(|cache| cache.max_entries), Some(5));
+    }
+
+    #[test]
+    fn whole_floats_accepted() {
+        let config =
+            parse(r#"{"cluster": "a", "timeout": 1500.0, "cache": {"ttl": 1e3}}"#).unwrap();
+        assert_eq!(config.timeout, Duration::from_millis(1500));
+        assert_eq!(
+            config.cache.map(|cache| cache.ttl),
+            Some(Duration::from_secs(1))
+        );
+        let message = error(r#"{"cluster": "a", "timeout": 1500.5}"#);
+        assert!(message.contains("\"timeout\": number 1500.5"), "{message}");
     }
 
     #[test]

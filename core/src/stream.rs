@@ -277,8 +277,14 @@ impl Stream {
             Ok(verdict) => {
                 env.breakers.record(self.upstream, true, env.now);
                 if let (Some(token), Some(exp)) = (self.token(), self.exp) {
-                    env.cache
-                        .insert(token, &verdict, exp, env.now, env.unix_time);
+                    env.cache.insert(
+                        token,
+                        &verdict,
+                        exp,
+                        self.callout_started,
+                        env.now,
+                        env.unix_time,
+                    );
                 }
                 self.finish(verdict, env.metrics)
             }
@@ -1292,5 +1298,30 @@ mod tests {
         assert_eq!(send(&mut worker).1, Outcome::Finish(Verdict::Allowed));
         worker.now += MS;
         assert!(matches!(send(&mut worker).1, Outcome::Dispatch { .. }));
+    }
+
+    #[test]
+    fn late_allow_keeps_cached_revocation() {
+        let mut worker =
+            Worker::new(r#"{"cluster": "a", "timeout": 10000, "cache": {"ttl": 1000}}"#);
+        let mut early = Stream::new();
+        worker.start(&mut early);
+        worker.now += 100 * MS;
+        let mut late = Stream::new();
+        worker.start(&mut late);
+        assert_eq!(
+            worker.respond(&mut late, "403"),
+            Outcome::Finish(Verdict::Revoked)
+        );
+        worker.now += 400 * MS;
+        // The earlier callout's 200 arrives after the later callout's 403.
+        assert_eq!(
+            worker.respond(&mut early, "200"),
+            Outcome::Finish(Verdict::Allowed)
+        );
+        assert_eq!(
+            worker.start(&mut Stream::new()),
+            Outcome::Finish(Verdict::Revoked)
+        );
     }
 }

@@ -7,6 +7,7 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use jwt_revocation_core::config::duplicate_key;
 use jwt_revocation_core::{Breakers, Config, ConfigError, DecisionCache};
 use serde_json::Value;
 
@@ -103,7 +104,11 @@ impl fmt::Display for RouteConfigError {
                     "invalid jwt-revocation per-route configuration: {message}"
                 )
             }
-            Self::Config(error) => write!(f, "per-route {error}"),
+            Self::Config(error) => write!(
+                f,
+                "invalid jwt-revocation per-route configuration: {}",
+                error.detail()
+            ),
         }
     }
 }
@@ -114,6 +119,11 @@ impl RouteConfig {
     pub fn from_json(bytes: &[u8]) -> Result<Self, RouteConfigError> {
         if let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(bytes) {
             if let Some(disabled) = object.get("disabled") {
+                if let Some(key) = duplicate_key(bytes) {
+                    return Err(RouteConfigError::Disabled(format!(
+                        "the key \"{key}\" appears more than once; give each key once"
+                    )));
+                }
                 if object.len() > 1 {
                     return Err(RouteConfigError::Disabled(
                         "\"disabled\" cannot be combined with other keys; use {\"disabled\": \
@@ -223,6 +233,20 @@ mod tests {
     }
 
     #[test]
+    fn route_disabled_twice_rejected() {
+        for json in [
+            r#"{"disabled": false, "disabled": true}"#,
+            r#"{"disabled": true, "disabled": false}"#,
+        ] {
+            let message = parse(json).unwrap_err().to_string();
+            assert!(
+                message.contains("\"disabled\" appears more than once"),
+                "{json}: {message}"
+            );
+        }
+    }
+
+    #[test]
     fn route_disabled_not_boolean_rejected() {
         let message = parse(r#"{"disabled": "yes"}"#).unwrap_err().to_string();
         assert!(message.contains("expected true or false"), "{message}");
@@ -232,7 +256,7 @@ mod tests {
     fn route_invalid_config_reports_core_error() {
         let message = parse(r#"{"timeout": 5}"#).unwrap_err().to_string();
         assert!(
-            message.starts_with("per-route invalid jwt-revocation"),
+            message.starts_with("invalid jwt-revocation per-route configuration: "),
             "{message}"
         );
         assert!(message.contains("missing key \"cluster\""), "{message}");
