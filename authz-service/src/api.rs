@@ -1,6 +1,7 @@
 //! Routes and handlers of the HTTP API, kept apart from the HTTP server so that they can be
 //! unit-tested with plain values.
 
+use jwt_revocation_core::config::duplicate_key;
 use serde_json::{json, Map, Value};
 
 use crate::jwt;
@@ -275,11 +276,16 @@ fn parse_revoke_request(body: &[u8]) -> Result<(String, Option<u64>), String> {
 }
 
 fn parse_json_object(body: &[u8]) -> Result<Map<String, Value>, String> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(object)) => Ok(object),
-        Ok(_) => Err("request body must be a JSON object".to_string()),
-        Err(error) => Err(format!("request body is not valid JSON: {error}")),
+    let object = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(object)) => object,
+        Ok(_) => return Err("request body must be a JSON object".to_string()),
+        Err(error) => return Err(format!("request body is not valid JSON: {error}")),
+    };
+    // serde_json keeps the last of two equal keys, so a repeated field is rejected instead.
+    if let Some(key) = duplicate_key(body) {
+        return Err(format!("field {key:?} appears more than once"));
     }
+    Ok(object)
 }
 
 /// Returns a 401 response with the `WWW-Authenticate` challenge of RFC 6750, section 3.
@@ -485,6 +491,19 @@ mod tests {
 
         assert!(service.revocations.is_revoked("a", NOW + 9));
         assert!(!service.revocations.is_revoked("a", NOW + 10));
+    }
+
+    #[test]
+    fn repeated_field_rejected() {
+        let service = service();
+        for (path, body) in [
+            ("/tokens", r#"{"sub":"a","sub":"b"}"#),
+            ("/revoke", r#"{"jti":"a","jti":"b"}"#),
+        ] {
+            let response = post(&service, path, body);
+            assert_eq!(response.status, 400, "{path} {body}");
+        }
+        assert_eq!(service.revocations.len(), 0);
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub enum VerifyError {
     UnsupportedAlgorithm,
     /// The header `kid` is present but differs from the key's `kid`.
     UnknownKeyId,
+    /// The header has `crit`, which lists extensions that must be understood. This service
+    /// understands none (RFC 7515 section 4.1.11).
+    CriticalExtension,
     /// The HMAC-SHA256 signature does not match the header and payload.
     InvalidSignature,
     /// A required claim is absent.
@@ -58,6 +61,9 @@ impl fmt::Display for VerifyError {
             VerifyError::Malformed(detail) => write!(f, "token is malformed: {detail}"),
             VerifyError::UnsupportedAlgorithm => write!(f, "token algorithm is not HS256"),
             VerifyError::UnknownKeyId => write!(f, "token kid does not match the signing key"),
+            VerifyError::CriticalExtension => {
+                write!(f, "token header has crit, and no extension is supported")
+            }
             VerifyError::InvalidSignature => write!(f, "token signature is invalid"),
             VerifyError::MissingClaim(name) => write!(f, "token has no {name} claim"),
             VerifyError::InvalidClaim { name, expected } => {
@@ -119,11 +125,12 @@ pub fn issue_token(key: &Key, sub: &str, ttl_secs: u64, now_secs: u64) -> (Strin
 /// 1. The token has three base64url segments, and the header is a JSON object.
 /// 2. The header `alg` is `HS256`.
 /// 3. The header `kid`, if present, equals the key's `kid`.
-/// 4. The HMAC-SHA256 signature matches.
-/// 5. The payload is a JSON object.
-/// 6. `exp` is an integer later than `now_secs`.
-/// 7. `nbf`, if present, is an integer not later than `now_secs`.
-/// 8. `jti` is a non-empty string.
+/// 4. The header has no `crit`.
+/// 5. The HMAC-SHA256 signature matches.
+/// 6. The payload is a JSON object.
+/// 7. `exp` is an integer later than `now_secs`.
+/// 8. `nbf`, if present, is an integer not later than `now_secs`.
+/// 9. `jti` is a non-empty string.
 ///
 /// No clock leeway is applied to `exp` or `nbf`.
 pub fn verify(key: &Key, token: &str, now_secs: u64) -> Result<Claims, VerifyError> {
@@ -151,6 +158,9 @@ pub fn verify(key: &Key, token: &str, now_secs: u64) -> Result<Claims, VerifyErr
         if kid.as_str() != Some(key.kid()) {
             return Err(VerifyError::UnknownKeyId);
         }
+    }
+    if header.contains_key("crit") {
+        return Err(VerifyError::CriticalExtension);
     }
 
     let signature = URL_SAFE_NO_PAD
@@ -417,6 +427,18 @@ mod tests {
         let token = sign_raw(&key, r#"{"alg":"HS256","kid":"other"}"#, &payload);
 
         assert_eq!(verify(&key, &token, NOW), Err(VerifyError::UnknownKeyId));
+    }
+
+    #[test]
+    fn crit_header_rejected() {
+        let key = key();
+        let payload = format!(r#"{{"jti":"a","exp":{}}}"#, NOW + 600);
+        let token = sign_raw(&key, r#"{"alg":"HS256","crit":["x"],"x":1}"#, &payload);
+
+        assert_eq!(
+            verify(&key, &token, NOW),
+            Err(VerifyError::CriticalExtension)
+        );
     }
 
     #[test]

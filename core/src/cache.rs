@@ -87,6 +87,9 @@ pub struct DecisionCache {
     /// inserted again. Eviction skips them, and they are dropped when they pile up.
     order: VecDeque<(Key, u64)>,
     next_serial: u64,
+    /// The latest `decided_at` among evicted entries. A decision from an earlier callout is not
+    /// stored, because it may be older than an evicted decision on the same token.
+    evicted_up_to: Duration,
 }
 
 impl DecisionCache {
@@ -168,6 +171,9 @@ impl DecisionCache {
             }
             return;
         }
+        if decided_at < self.evicted_up_to {
+            return;
+        }
         while self.entries.len() >= config.max_entries {
             self.evict_oldest();
         }
@@ -192,7 +198,9 @@ impl DecisionCache {
     fn evict_oldest(&mut self) {
         while let Some((key, serial)) = self.order.pop_front() {
             if self.entries.get(&key).is_some_and(|e| e.serial == serial) {
-                self.entries.remove(&key);
+                if let Some(entry) = self.entries.remove(&key) {
+                    self.evicted_up_to = self.evicted_up_to.max(entry.decided_at);
+                }
                 return;
             }
         }
@@ -225,7 +233,19 @@ mod tests {
 
     /// Inserts a decision whose callout was sent and got its response at `now`.
     fn insert(cache: &mut DecisionCache, token: &str, verdict: Verdict, now: Duration) {
-        cache.insert(token, &verdict, Expiry::Never, now, now, SEC * UNIX as u32);
+        store(cache, token, verdict, now, now);
+    }
+
+    /// Inserts a decision whose callout was sent at `sent` and got its response at `received`.
+    fn store(
+        cache: &mut DecisionCache,
+        token: &str,
+        verdict: Verdict,
+        sent: Duration,
+        received: Duration,
+    ) {
+        let unix = SEC * UNIX as u32;
+        cache.insert(token, &verdict, Expiry::Never, sent, received, unix);
     }
 
     #[test]
@@ -303,42 +323,37 @@ mod tests {
     #[test]
     fn ttl_counts_from_callout_sent() {
         let mut cache = cache(1000, 10);
-        let unix = SEC * UNIX as u32;
-        // Sent at 1 s, answered at 1.6 s: usable until 2 s.
-        let sent = SEC;
-        let answered = SEC + Duration::from_millis(600);
-        cache.insert("t", &Verdict::Allowed, Expiry::Never, sent, answered, unix);
+        // Sent at 1 s, with its response at 1.6 s: usable until 2 s.
+        store(&mut cache, "t", Verdict::Allowed, SEC, SEC + SEC * 3 / 5);
         assert_eq!(
             cache.get("t", SEC * 2 - Duration::from_millis(1)),
             Some(Verdict::Allowed)
         );
         assert_eq!(cache.get("t", SEC * 2), None);
         // A response after the ttl ended: never stored.
-        cache.insert(
-            "slow",
-            &Verdict::Allowed,
-            Expiry::Never,
-            sent,
-            SEC * 3,
-            unix,
-        );
+        store(&mut cache, "slow", Verdict::Allowed, SEC, SEC * 3);
         assert!(cache.is_empty());
     }
 
     #[test]
     fn late_response_keeps_newer_decision() {
         let mut cache = cache(10_000, 10);
-        let unix = SEC * UNIX as u32;
         // A callout sent at 2 s says revoked; one sent earlier, at 1 s, answers 200 afterwards.
-        cache.insert(
-            "t",
-            &Verdict::Revoked,
-            Expiry::Never,
-            SEC * 2,
-            SEC * 3,
-            unix,
-        );
-        cache.insert("t", &Verdict::Allowed, Expiry::Never, SEC, SEC * 4, unix);
+        store(&mut cache, "t", Verdict::Revoked, SEC * 2, SEC * 3);
+        store(&mut cache, "t", Verdict::Allowed, SEC, SEC * 4);
+        assert_eq!(cache.get("t", SEC * 4), Some(Verdict::Revoked));
+    }
+
+    #[test]
+    fn late_response_after_eviction_not_stored() {
+        let mut cache = cache(10_000, 1);
+        store(&mut cache, "t", Verdict::Revoked, SEC * 2, SEC * 2);
+        // Another token evicts the 403, then the 200 of a callout sent before it arrives.
+        store(&mut cache, "u", Verdict::Allowed, SEC * 3, SEC * 3);
+        store(&mut cache, "t", Verdict::Allowed, SEC, SEC * 4);
+        assert_eq!(cache.get("t", SEC * 4), None);
+        // A decision from a callout sent after the eviction is stored as usual.
+        store(&mut cache, "t", Verdict::Revoked, SEC * 4, SEC * 4);
         assert_eq!(cache.get("t", SEC * 4), Some(Verdict::Revoked));
     }
 

@@ -19,6 +19,8 @@ pub enum ClusterNameError {
     InvalidCharacter(char),
     /// A port that is not a number from 1 to 65535.
     InvalidPort(String),
+    /// An authority such as `:8080`, with a port and no host.
+    MissingHost,
 }
 
 impl fmt::Display for ClusterNameError {
@@ -36,6 +38,10 @@ impl fmt::Display for ClusterNameError {
             Self::InvalidPort(port) => {
                 write!(f, "the port {port:?} is not a number from 1 to 65535")
             }
+            Self::MissingHost => f.write_str(
+                "the authority has no host before its port; expected host or host:port, with \
+                 an IPv6 address in brackets",
+            ),
             Self::InvalidCharacter(c) => write!(
                 f,
                 "the cluster name contains {c:?}, which is not allowed in an HTTP authority; \
@@ -87,6 +93,9 @@ fn istio_host(cluster: &str) -> Result<&str, ClusterNameError> {
 pub(crate) fn check_authority(authority: &str) -> Result<(), ClusterNameError> {
     if authority.is_empty() {
         return Err(ClusterNameError::Empty);
+    }
+    if authority.starts_with(':') {
+        return Err(ClusterNameError::MissingHost);
     }
     if let Some(c) = authority.chars().find(|c| {
         !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | ':' | '[' | ']'))
@@ -191,6 +200,8 @@ mod tests {
     fn authority_ports_checked() {
         assert_eq!(check_authority("authz:8080"), Ok(()));
         assert_eq!(check_authority("[::1]:8080"), Ok(()));
+        assert_eq!(check_authority(":80"), Err(ClusterNameError::MissingHost));
+        assert_eq!(check_authority("::1"), Err(ClusterNameError::MissingHost));
         assert_eq!(check_authority("[::1]"), Ok(()));
         assert_eq!(
             check_authority("authz:99999"),

@@ -30,6 +30,9 @@ pub const TIMEOUT_RANGE_MS: RangeInclusive<u64> = 1..=60_000;
 pub const DEFAULT_STATUS_ON_ERROR: u16 = 503;
 /// Allowed `cache.ttl` values, in milliseconds.
 pub const CACHE_TTL_RANGE_MS: RangeInclusive<u64> = 1..=300_000;
+/// Allowed `cache.maxEntries` values. A full cache takes about 450 bytes per entry (measured in
+/// Envoy 1.40), so the largest stays near 110 MB. A Wasm VM there ran out of memory near 1 GiB.
+pub const CACHE_MAX_ENTRIES_RANGE: RangeInclusive<u64> = 1..=250_000;
 /// Default `cache.maxEntries`.
 pub const DEFAULT_CACHE_MAX_ENTRIES: usize = 10_000;
 /// Longest `authorizeUrl` accepted, in bytes.
@@ -382,13 +385,13 @@ fn cache(value: Option<&Value>) -> Result<Option<CacheConfig>, ConfigError> {
         object,
         "cache.",
         "maxEntries",
-        1..=1_000_000,
+        CACHE_MAX_ENTRIES_RANGE,
         DEFAULT_CACHE_MAX_ENTRIES as u64,
         "a whole number",
     )?;
     Ok(Some(CacheConfig {
         ttl,
-        // Bounded to 1..=1_000_000 above.
+        // Bounded by CACHE_MAX_ENTRIES_RANGE above.
         max_entries: max_entries as usize,
     }))
 }
@@ -509,8 +512,8 @@ fn describe(value: &Value) -> String {
 }
 
 /// Returns the first key that appears twice in one JSON object, at any depth, with its path
-/// (such as `cache.ttl` or `fallbackClusters[0].cluster`). Returns `None` for invalid JSON as
-/// well, which the caller reports on its own.
+/// (such as `cache.ttl` or `fallbackClusters[0].cluster`). Callers check that `bytes` is valid
+/// JSON first: on invalid JSON the result is `None` or a key found before the error.
 pub fn duplicate_key(bytes: &[u8]) -> Option<String> {
     use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
@@ -596,7 +599,7 @@ pub fn duplicate_key(bytes: &[u8]) -> Option<String> {
         found: &mut found,
         prefix: String::new(),
     };
-    // A walk that fails on invalid JSON may still have found a duplicate before the error.
+    // The walk stops at the first JSON error, keeping what it found before.
     let _ = finder.deserialize(&mut deserializer);
     found
 }
@@ -903,7 +906,7 @@ mod tests {
             (r#""cache": {"ttl": "1s"}"#, "\"cache.ttl\": string \"1s\""),
             (
                 r#""cache": {"ttl": 10, "maxEntries": 0}"#,
-                "\"cache.maxEntries\": number 0; expected a whole number from 1 to 1000000",
+                "\"cache.maxEntries\": number 0; expected a whole number from 1 to 250000",
             ),
             (
                 r#""cache": {"ttl": 10, "size": 5}"#,

@@ -140,7 +140,14 @@ pub fn claims(token: &str) -> Result<Claims, TokenError> {
     let (jti, exp) = deserializer
         .deserialize_map(ClaimsVisitor)
         .and_then(|claims| deserializer.end().map(|()| claims))
-        .map_err(|_| TokenError::InvalidToken("the JWT payload is not a JSON object"))?;
+        .map_err(|error| {
+            TokenError::InvalidToken(match error.classify() {
+                serde_json::error::Category::Data => "the JWT payload is not a JSON object",
+                // Also a number beyond the range of f64, such as 1e400, or an escaped lone
+                // UTF-16 surrogate, such as \ud800.
+                _ => "the JWT payload is not valid JSON",
+            })
+        })?;
     match jti {
         JtiClaim::Found(jti) if !jti.is_empty() => Ok(Claims {
             jti: jti.into_owned(),
@@ -477,17 +484,30 @@ mod tests {
 
     #[test]
     fn payload_not_json_object() {
-        for payload in [
-            "not json",
-            r#"["jti","a"]"#,
-            r#""jti""#,
-            r#"{"jti":"a"} x"#,
-            "{",
-        ] {
+        for payload in [r#"["jti","a"]"#, r#""jti""#, "5"] {
             assert_eq!(
                 jti(&jwt(payload)),
                 Err(TokenError::InvalidToken(
                     "the JWT payload is not a JSON object"
+                )),
+                "{payload}"
+            );
+        }
+    }
+
+    #[test]
+    fn payload_not_valid_json() {
+        for payload in [
+            "not json",
+            r#"{"jti":"a"} x"#,
+            "{",
+            r#"{"jti":"x","exp":1e400}"#,
+            r#"{"jti":"\ud800"}"#,
+        ] {
+            assert_eq!(
+                jti(&jwt(payload)),
+                Err(TokenError::InvalidToken(
+                    "the JWT payload is not valid JSON"
                 )),
                 "{payload}"
             );
