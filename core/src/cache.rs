@@ -60,11 +60,14 @@ impl Decision {
     }
 }
 
-/// The SHA-256 digest of a token.
-type Key = [u8; 32];
+/// The SHA-256 digest of a token, which identifies the token in the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CacheKey([u8; 32]);
 
-fn key(token: &str) -> Key {
-    Sha256::digest(token.as_bytes()).into()
+impl CacheKey {
+    pub fn of(token: &str) -> Self {
+        Self(Sha256::digest(token.as_bytes()).into())
+    }
 }
 
 #[derive(Debug)]
@@ -82,10 +85,10 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct DecisionCache {
     config: Option<CacheConfig>,
-    entries: HashMap<Key, Entry>,
-    /// Keys in insertion order, oldest first. Holds stale items for keys that were removed or
+    entries: HashMap<CacheKey, Entry>,
+    /// Keys in insertion order, oldest first. Contains stale items for keys that were removed or
     /// inserted again. Eviction skips them, and they are dropped when they pile up.
-    order: VecDeque<(Key, u64)>,
+    order: VecDeque<(CacheKey, u64)>,
     next_serial: u64,
     /// The latest `decided_at` among evicted entries. A decision from an earlier callout is not
     /// stored, because it may be older than an evicted decision on the same token.
@@ -101,43 +104,26 @@ impl DecisionCache {
         }
     }
 
-    /// Returns true when the configuration turns the cache on.
-    pub fn is_enabled(&self) -> bool {
-        self.config.is_some()
-    }
-
-    /// Returns the number of tokens stored, including expired ones that were not looked up or
-    /// evicted yet.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// Returns the decision for `token` when one is stored and has not expired at `now`.
-    pub fn get(&mut self, token: &str, now: Duration) -> Option<Verdict> {
-        // Without a configuration the cache is empty, and the digest is skipped.
-        self.config?;
-        let key = key(token);
-        let entry = self.entries.get(&key)?;
+    /// Returns the decision for the token of `key` when one is stored and has not expired at
+    /// `now`.
+    pub fn get(&mut self, key: &CacheKey, now: Duration) -> Option<Verdict> {
+        let entry = self.entries.get(key)?;
         if now < entry.expires {
             return Some(entry.decision.verdict());
         }
-        self.entries.remove(&key);
+        self.entries.remove(key);
         None
     }
 
-    /// Stores `verdict` for `token` when it is a decision of the service and no decision from a
-    /// later callout is stored.
+    /// Stores `verdict` for the token of `key` when it is a decision of the service and no
+    /// decision from a later callout is stored.
     ///
     /// `decided_at` is the time the callout was sent and `now` the time of its response, both on
     /// the clock of [`crate::Env::now`]. `unix_time` is the wall-clock time at `now`, which the
     /// token's `exp` is compared with.
     pub fn insert(
         &mut self,
-        token: &str,
+        key: CacheKey,
         verdict: &Verdict,
         exp: Expiry,
         decided_at: Duration,
@@ -162,7 +148,6 @@ impl DecisionCache {
             return;
         }
 
-        let key = key(token);
         if let Some(entry) = self.entries.get_mut(&key) {
             if decided_at >= entry.decided_at {
                 entry.decision = decision;
@@ -197,11 +182,13 @@ impl DecisionCache {
     /// Removes the entry inserted first among those still stored.
     fn evict_oldest(&mut self) {
         while let Some((key, serial)) = self.order.pop_front() {
-            if self.entries.get(&key).is_some_and(|e| e.serial == serial) {
-                if let Some(entry) = self.entries.remove(&key) {
+            match self.entries.get(&key) {
+                Some(entry) if entry.serial == serial => {
                     self.evicted_up_to = self.evicted_up_to.max(entry.decided_at);
+                    self.entries.remove(&key);
+                    return;
                 }
-                return;
+                _ => {}
             }
         }
         // `order` lists every stored entry, so this is reached only with no entries left.
@@ -231,6 +218,10 @@ mod tests {
         }))
     }
 
+    fn get(cache: &mut DecisionCache, token: &str, now: Duration) -> Option<Verdict> {
+        cache.get(&CacheKey::of(token), now)
+    }
+
     /// Inserts a decision whose callout was sent and got its response at `now`.
     fn insert(cache: &mut DecisionCache, token: &str, verdict: Verdict, now: Duration) {
         store(cache, token, verdict, now, now);
@@ -245,16 +236,23 @@ mod tests {
         received: Duration,
     ) {
         let unix = SEC * UNIX as u32;
-        cache.insert(token, &verdict, Expiry::Never, sent, received, unix);
+        cache.insert(
+            CacheKey::of(token),
+            &verdict,
+            Expiry::Never,
+            sent,
+            received,
+            unix,
+        );
     }
 
     #[test]
     fn disabled_stays_empty() {
         let mut cache = DecisionCache::new(None);
-        assert!(!cache.is_enabled());
+        assert!(cache.config.is_none());
         insert(&mut cache, "t", Verdict::Allowed, SEC);
-        assert_eq!(cache.get("t", SEC), None);
-        assert!(cache.is_empty());
+        assert_eq!(get(&mut cache, "t", SEC), None);
+        assert!(cache.entries.is_empty());
     }
 
     #[test]
@@ -264,13 +262,13 @@ mod tests {
         insert(&mut cache, "r", Verdict::Revoked, SEC);
         insert(&mut cache, "i", Verdict::Rejected, SEC);
         let almost = SEC * 2 - Duration::from_millis(1);
-        assert_eq!(cache.get("a", almost), Some(Verdict::Allowed));
-        assert_eq!(cache.get("r", almost), Some(Verdict::Revoked));
-        assert_eq!(cache.get("i", almost), Some(Verdict::Rejected));
-        assert_eq!(cache.get("a", SEC * 2), None);
-        assert_eq!(cache.get("other", SEC), None);
+        assert_eq!(get(&mut cache, "a", almost), Some(Verdict::Allowed));
+        assert_eq!(get(&mut cache, "r", almost), Some(Verdict::Revoked));
+        assert_eq!(get(&mut cache, "i", almost), Some(Verdict::Rejected));
+        assert_eq!(get(&mut cache, "a", SEC * 2), None);
+        assert_eq!(get(&mut cache, "other", SEC), None);
         // The expired entry was removed when it was looked up.
-        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.entries.len(), 2);
     }
 
     #[test]
@@ -288,7 +286,7 @@ mod tests {
         for verdict in verdicts {
             insert(&mut cache, "t", verdict, SEC);
         }
-        assert!(cache.is_empty());
+        assert!(cache.entries.is_empty());
     }
 
     #[test]
@@ -301,14 +299,14 @@ mod tests {
             ("odd", Expiry::Unusable),
             ("late", Expiry::At(UNIX + 60)),
         ] {
-            cache.insert(token, &Verdict::Allowed, exp, SEC, SEC, unix);
+            cache.insert(CacheKey::of(token), &Verdict::Allowed, exp, SEC, SEC, unix);
         }
-        assert_eq!(cache.get("soon", SEC * 2), Some(Verdict::Allowed));
-        assert_eq!(cache.get("soon", SEC * 3), None);
-        assert_eq!(cache.get("gone", SEC), None);
-        assert_eq!(cache.get("odd", SEC), None);
-        assert_eq!(cache.get("late", SEC * 10), Some(Verdict::Allowed));
-        assert_eq!(cache.get("late", SEC * 11), None);
+        assert_eq!(get(&mut cache, "soon", SEC * 2), Some(Verdict::Allowed));
+        assert_eq!(get(&mut cache, "soon", SEC * 3), None);
+        assert_eq!(get(&mut cache, "gone", SEC), None);
+        assert_eq!(get(&mut cache, "odd", SEC), None);
+        assert_eq!(get(&mut cache, "late", SEC * 10), Some(Verdict::Allowed));
+        assert_eq!(get(&mut cache, "late", SEC * 11), None);
     }
 
     #[test]
@@ -316,8 +314,8 @@ mod tests {
         let mut cache = cache(1000, 10);
         insert(&mut cache, "t", Verdict::Allowed, SEC);
         insert(&mut cache, "t", Verdict::Revoked, SEC + SEC / 2);
-        assert_eq!(cache.get("t", SEC * 2), Some(Verdict::Revoked));
-        assert_eq!(cache.len(), 1);
+        assert_eq!(get(&mut cache, "t", SEC * 2), Some(Verdict::Revoked));
+        assert_eq!(cache.entries.len(), 1);
     }
 
     #[test]
@@ -326,22 +324,22 @@ mod tests {
         // Sent at 1 s, with its response at 1.6 s: usable until 2 s.
         store(&mut cache, "t", Verdict::Allowed, SEC, SEC + SEC * 3 / 5);
         assert_eq!(
-            cache.get("t", SEC * 2 - Duration::from_millis(1)),
+            get(&mut cache, "t", SEC * 2 - Duration::from_millis(1)),
             Some(Verdict::Allowed)
         );
-        assert_eq!(cache.get("t", SEC * 2), None);
+        assert_eq!(get(&mut cache, "t", SEC * 2), None);
         // A response after the ttl ended: never stored.
         store(&mut cache, "slow", Verdict::Allowed, SEC, SEC * 3);
-        assert!(cache.is_empty());
+        assert!(cache.entries.is_empty());
     }
 
     #[test]
     fn late_response_keeps_newer_decision() {
         let mut cache = cache(10_000, 10);
-        // A callout sent at 2 s says revoked; one sent earlier, at 1 s, answers 200 afterwards.
+        // A callout sent at 2 s gets 403. One sent earlier, at 1 s, gets its 200 afterwards.
         store(&mut cache, "t", Verdict::Revoked, SEC * 2, SEC * 3);
         store(&mut cache, "t", Verdict::Allowed, SEC, SEC * 4);
-        assert_eq!(cache.get("t", SEC * 4), Some(Verdict::Revoked));
+        assert_eq!(get(&mut cache, "t", SEC * 4), Some(Verdict::Revoked));
     }
 
     #[test]
@@ -351,10 +349,10 @@ mod tests {
         // Another token evicts the 403, then the 200 of a callout sent before it arrives.
         store(&mut cache, "u", Verdict::Allowed, SEC * 3, SEC * 3);
         store(&mut cache, "t", Verdict::Allowed, SEC, SEC * 4);
-        assert_eq!(cache.get("t", SEC * 4), None);
+        assert_eq!(get(&mut cache, "t", SEC * 4), None);
         // A decision from a callout sent after the eviction is stored as usual.
         store(&mut cache, "t", Verdict::Revoked, SEC * 4, SEC * 4);
-        assert_eq!(cache.get("t", SEC * 4), Some(Verdict::Revoked));
+        assert_eq!(get(&mut cache, "t", SEC * 4), Some(Verdict::Revoked));
     }
 
     #[test]
@@ -362,8 +360,8 @@ mod tests {
         let mut cache = cache(60_000, 10);
         let long = "x".repeat(100_000);
         insert(&mut cache, &long, Verdict::Rejected, SEC);
-        assert_eq!(cache.get(&long, SEC), Some(Verdict::Rejected));
-        assert_eq!(std::mem::size_of::<Key>(), 32);
+        assert_eq!(get(&mut cache, &long, SEC), Some(Verdict::Rejected));
+        assert_eq!(std::mem::size_of::<CacheKey>(), 32);
     }
 
     #[test]
@@ -372,10 +370,14 @@ mod tests {
         for token in ["a", "b", "c", "d"] {
             insert(&mut cache, token, Verdict::Allowed, SEC);
         }
-        assert_eq!(cache.len(), 3);
-        assert_eq!(cache.get("a", SEC), None);
+        assert_eq!(cache.entries.len(), 3);
+        assert_eq!(get(&mut cache, "a", SEC), None);
         for token in ["b", "c", "d"] {
-            assert_eq!(cache.get(token, SEC), Some(Verdict::Allowed), "{token}");
+            assert_eq!(
+                get(&mut cache, token, SEC),
+                Some(Verdict::Allowed),
+                "{token}"
+            );
         }
     }
 
@@ -385,10 +387,10 @@ mod tests {
         for round in 0..1000u32 {
             let now = Duration::from_millis(u64::from(round) * 2);
             let token = format!("t{}", round % 3);
-            assert_eq!(cache.get(&token, now), None);
+            assert_eq!(get(&mut cache, &token, now), None);
             insert(&mut cache, &token, Verdict::Allowed, now);
             assert!(cache.order.len() <= 8, "{}", cache.order.len());
-            assert!(cache.len() <= 4);
+            assert!(cache.entries.len() <= 4);
         }
     }
 }

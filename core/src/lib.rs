@@ -17,7 +17,7 @@ pub mod stream;
 pub mod token;
 pub mod verdict;
 
-pub use cache::{CacheConfig, DecisionCache};
+pub use cache::{CacheConfig, CacheKey, DecisionCache};
 pub use config::{Config, ConfigError};
 pub use log_limit::LogLimiter;
 pub use metrics::{Counter, NoMetrics, Recorder};

@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use crate::breaker::{Admission, BreakerConfig, CircuitBreaker, Transition};
-use crate::cache::DecisionCache;
+use crate::cache::{CacheKey, DecisionCache};
 use crate::config::Config;
 use crate::metrics::{Counter, Recorder};
 use crate::token::{bearer_token, claims, Claims, Expiry, TokenError};
@@ -179,7 +179,8 @@ enum State {
 pub struct Stream {
     state: State,
     jti: Option<String>,
-    exp: Option<Expiry>,
+    /// The token's cache key and `exp`, set when the configuration has a cache.
+    cache_entry: Option<(CacheKey, Expiry)>,
     /// `Bearer <token>`, sent with every callout of this request.
     authorization: String,
     /// Time after which no further callout starts.
@@ -198,11 +199,6 @@ impl Stream {
     /// Returns the `jti` of the request's token, once it has been read.
     pub fn jti(&self) -> Option<&str> {
         self.jti.as_deref()
-    }
-
-    /// Returns the request's token, once it has been read.
-    fn token(&self) -> Option<&str> {
-        self.authorization.strip_prefix(BEARER_PREFIX)
     }
 
     /// Returns true while the request is held for a callout or a backoff.
@@ -234,11 +230,14 @@ impl Stream {
             Err(verdict) => self.finish(verdict, env.metrics),
             Ok((token, claims)) => {
                 self.jti = Some(claims.jti);
-                if let Some(verdict) = env.cache.get(token, env.now) {
-                    env.metrics.increment(Counter::CacheHit);
-                    return self.finish(verdict, env.metrics);
+                if config.cache.is_some() {
+                    let key = CacheKey::of(token);
+                    if let Some(verdict) = env.cache.get(&key, env.now) {
+                        env.metrics.increment(Counter::CacheHit);
+                        return self.finish(verdict, env.metrics);
+                    }
+                    self.cache_entry = Some((key, claims.exp));
                 }
-                self.exp = Some(claims.exp);
                 self.authorization
                     .reserve_exact(BEARER_PREFIX.len() + token.len());
                 self.authorization.push_str(BEARER_PREFIX);
@@ -276,9 +275,9 @@ impl Stream {
         match decision {
             Ok(verdict) => {
                 env.breakers.record(self.upstream, true, env.now);
-                if let (Some(token), Some(exp)) = (self.token(), self.exp) {
+                if let Some((key, exp)) = self.cache_entry {
                     env.cache.insert(
-                        token,
+                        key,
                         &verdict,
                         exp,
                         self.callout_started,
